@@ -1,0 +1,67 @@
+"""``s2s evaluate``: score a hypothesis file, or translate and score with a trained run."""
+
+from __future__ import annotations
+
+import json
+
+
+def add_parser(sub) -> None:
+    from s2s.cli.common import add_decode_options
+
+    p = sub.add_parser("evaluate", help="score translations with sacrebleu (and ROUGE)",
+                       description="Score --hyp against --ref, or translate --source with --model first.")
+    p.add_argument("--hyp", help="hypothesis file, one line a sentence")
+    p.add_argument("--ref", "--reference", dest="ref", help="reference file")
+    p.add_argument("--model", help="run directory: translate --source (default: the recipe's test split)")
+    p.add_argument("--source", help="source file to translate with --model")
+    p.add_argument("--output", help="with --model: also write the translations here")
+    p.add_argument("--metrics", default="bleu,chrf,ter", help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_decode_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from s2s.cli.common import decode_options, open_output
+    from s2s.data.corpus import read_lines
+    from s2s.errors import ConfigError
+    from s2s.evaluation.metrics import parse_metrics, score
+
+    metrics = parse_metrics(args.metrics)
+    if args.model:
+        hyps, refs = _translate(args, decode_options(args))
+        if args.output:
+            with open_output(args.output) as out:
+                out.writelines(h + "\n" for h in hyps)
+    elif args.hyp and args.ref:
+        hyps, refs = read_lines(args.hyp), read_lines(args.ref)
+    else:
+        raise ConfigError("give --hyp and --ref, or --model (with --source and --ref)")
+    result = score(hyps, refs, metrics)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for name in metrics:
+            signature = result["signatures"].get(name, "")
+            print(f"{name.upper():7s} {result[name]:6.2f}  {signature}".rstrip())
+    return 0
+
+
+def _translate(args, options) -> tuple[list[str], list[str]]:
+    import s2s.models  # noqa: F401
+    from s2s.data.corpus import read_lines, read_split
+    from s2s.decoding.translator import Translator
+    from s2s.errors import ConfigError
+
+    translator = Translator.from_run(args.model, args.checkpoint, args.device)
+    if args.source:
+        if not args.ref:
+            raise ConfigError("--source needs --ref")
+        src, refs = read_lines(args.source), read_lines(args.ref)
+    else:
+        from s2s.config import load_recipe
+        from pathlib import Path
+
+        test = read_split(load_recipe(Path(args.model) / "config.yaml").data, "test")
+        src, refs = test.src, test.tgt
+    return translator.translate(src, **options), refs

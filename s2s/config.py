@@ -1,0 +1,331 @@
+"""Recipes: frozen dataclasses loaded strictly from YAML, with ``--set a.b=c`` overrides.
+
+Every key is checked before any work starts. An unknown key fails naming the file and line
+(or the ``--set`` that introduced it), the dotted key, the allowed keys and the closest match;
+a value of the wrong type fails naming the expected type or choices.
+
+The swappable parts of a model (``model.encoder``, ``model.decoder``, ``model.attention``)
+keep their config dataclass beside their code and register it in :mod:`s2s.registry`; the
+loader picks the dataclass by the section's ``type`` key. Importing :mod:`s2s.models`
+registers every part, so callers import it before :func:`load_recipe`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from s2s import registry
+from s2s.errors import ConfigError
+
+
+def opt(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in the dataclasses
+    """A dataclass field with a default and help text (shown by ``s2s train --help-config``)."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: default, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+def part(kind: str, default_type: str, help: str) -> Any:  # noqa: A002
+    """A field holding a registered part's config, chosen by its ``type`` key."""
+    return field(default=None, metadata={"help": help, "part": kind, "default_type": default_type})
+
+
+# --------------------------------------------------------------------------- sections
+@dataclass(frozen=True)
+class SplitConfig:
+    src: str | None = opt(None, "plain-text source file (one sentence a line, .gz allowed)")
+    tgt: str | None = opt(None, "plain-text target file aligned with src")
+    path: str | None = opt(None, "one JSONL/TSV/Parquet file holding both fields")
+    hub_split: str | None = opt(None, "split name in the hub dataset (data.hub)")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    hub: str | None = opt(None, "public Hugging Face dataset, used when the local files are absent")
+    hub_config: str | None = opt(None, "configuration name of the hub dataset")
+    src_field: str = opt("src", "source field name in JSONL/TSV/Parquet/hub records")
+    tgt_field: str = opt("tgt", "target field name in JSONL/TSV/Parquet/hub records")
+    train: SplitConfig = opt(SplitConfig(), "training split")
+    valid: SplitConfig = opt(SplitConfig(), "validation split (loss, BLEU, early stopping)")
+    test: SplitConfig = opt(SplitConfig(), "test split (scored by `s2s evaluate --model RUN`)")
+    max_src_len: int = opt(100, "drop training pairs whose source has more subword tokens")
+    max_tgt_len: int = opt(100, "drop training pairs whose target has more subword tokens")
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    model_type: Literal["bpe", "unigram"] = opt("bpe", "sentencepiece model type")
+    size: int = opt(8000, "vocabulary size (each side when not joint)")
+    joint: bool = opt(True, "one vocabulary for source and target")
+    character_coverage: float = opt(1.0, "sentencepiece character coverage")
+    max_sentences: int = opt(1_000_000, "sentences sampled to train sentencepiece")
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    dim: int = opt(256, "embedding size")
+    dropout: float = opt(0.2, "dropout on embeddings")
+    tie_output: bool = opt(True, "tie target embeddings and output projection (Press & Wolf, 2017)")
+    share_src_tgt: bool = opt(False, "one embedding matrix for both sides (needs vocab.joint)")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: Any = part("encoder", "lstm", "encoder: its `type` picks the registered encoder")
+    decoder: Any = part("decoder", "lstm", "decoder: its `type` picks the registered decoder")
+    attention: Any = part("attention", "bahdanau", "attention: its `type` picks the scorer")
+    embeddings: EmbeddingConfig = opt(EmbeddingConfig(), "token embeddings")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    optimizer: Literal["adam", "adamw", "sgd"] = opt("adam", "optimizer")
+    lr: float = opt(1e-3, "peak learning rate")
+    betas: tuple[float, float] = opt((0.9, 0.999), "Adam betas")
+    weight_decay: float = opt(0.0, "weight decay")
+    momentum: float = opt(0.0, "SGD momentum")
+    label_smoothing: float = opt(0.1, "label smoothing (Szegedy et al., 2016)")
+    clip_norm: float = opt(1.0, "clip the global gradient norm to this (0 = off)")
+    batch_tokens: int = opt(3500, "target tokens per batch (non-pad, incl. EOS)")
+    schedule: Literal["constant", "inverse_sqrt", "plateau"] = opt("constant", "LR schedule")
+    warmup_steps: int = opt(0, "linear warmup steps (inverse_sqrt needs > 0)")
+    plateau_factor: float = opt(0.5, "plateau: LR multiplier when validation stops improving")
+    plateau_patience: int = opt(2, "plateau: validations without improvement before decaying")
+    min_lr: float = opt(1e-6, "lower bound for the plateau schedule")
+    max_steps: int = opt(0, "stop after this many updates (0 = no limit)")
+    max_epochs: int = opt(0, "stop after this many epochs (0 = no limit)")
+    max_minutes: float = opt(0.0, "stop after this much training wall time (0 = no limit)")
+    valid_every: int = opt(500, "validate and checkpoint every N updates")
+    valid_bleu: bool = opt(True, "compute validation BLEU (greedy) at each validation")
+    valid_beam: int = opt(1, "beam size for validation BLEU")
+    best_metric: Literal["bleu", "loss"] = opt("bleu", "metric that selects best.pt")
+    patience: int = opt(0, "early stopping: validations without improvement (0 = off)")
+    log_every: int = opt(50, "write a metrics.jsonl line every N updates")
+    threads: int = opt(0, "torch intra-op threads (0 = torch's default)")
+    device: Literal["auto", "cpu", "cuda"] = opt("auto", "training device")
+    amp: Literal["none", "bf16", "fp16"] = opt("none", "autocast precision on GPU")
+    progress: bool = opt(True, "show a progress bar")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam: int = opt(5, "beam size (1 = greedy)")
+    n_best: int = opt(1, "hypotheses returned per sentence")
+    length_penalty: float = opt(0.6, "GNMT length penalty alpha (Wu et al., 2016); 0 = off")
+    max_len_ratio: float = opt(1.5, "max target length = ratio * source length + offset")
+    max_len_offset: int = opt(10, "see max_len_ratio")
+    min_len: int = opt(0, "EOS is banned before this many target tokens")
+    no_repeat_ngram: int = opt(0, "ban repeating any n-gram of this size (0 = off)")
+    batch_size: int = opt(64, "sentences decoded together")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = opt("", "run name (defaults to the recipe file's stem)")
+    seed: int = opt(1, "seed for weights, dropout and batch order")
+    data: DataConfig = opt(DataConfig(), "corpora")
+    vocab: VocabConfig = opt(VocabConfig(), "sentencepiece vocabulary")
+    model: ModelConfig = opt(ModelConfig(), "architecture")
+    train: TrainConfig = opt(TrainConfig(), "training")
+    decode: DecodeConfig = opt(DecodeConfig(), "decoding defaults")
+
+
+# --------------------------------------------------------------------------- loading
+_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def expand_env(value: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:-default}`` in a string value."""
+    return _ENV.sub(lambda m: os.environ.get(m.group(1)) or (m.group(2) or ""), value)
+
+
+class _Origins:
+    """Where each dotted key came from: ``file:line`` or the ``--set`` that wrote it."""
+
+    def __init__(self, source: str, lines: dict[str, int]):
+        self.source, self.lines, self.overrides = source, lines, {}
+
+    def of(self, dotted: str) -> str:
+        if dotted in self.overrides:
+            return f"--set {self.overrides[dotted]}"
+        line = self.lines.get(dotted)
+        return f"{self.source}: line {line}" if line else self.source
+
+
+def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            dotted = f"{prefix}.{key.value}" if prefix else str(key.value)
+            lines[dotted] = key.start_mark.line + 1
+            lines.update(_key_lines(value, dotted))
+    return lines
+
+
+def apply_override(raw: dict, assignment: str, origins: _Origins | None = None) -> None:
+    """Apply one ``section.key=value`` (value parsed as YAML) to the raw recipe dict."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set {assignment}: expected section.key=value")
+    dotted, text = assignment.split("=", 1)
+    dotted = dotted.strip()
+    keys = dotted.split(".")
+    if not all(keys):
+        raise ConfigError(f"--set {assignment}: empty key in {dotted!r}")
+    node = raw
+    for depth, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment}: {'.'.join(keys[:depth + 1])} is not a section")
+        node = child
+    node[keys[-1]] = yaml.safe_load(text) if text.strip() else ""
+    if origins is not None:
+        origins.overrides[dotted] = assignment
+
+
+def _closest(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, dotted: str, origins: _Origins) -> Any:
+    """Check ``value`` against the annotation ``tp`` and return it converted."""
+    where = origins.of(dotted)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(inner, value, dotted, origins)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            raise ConfigError(f"{where}: {dotted} = {value!r} is not allowed; expected "
+                              f"{_type_name(tp)}{_closest(str(value), [str(c) for c in choices])}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: {dotted} must be a list of {len(args)} values")
+        return tuple(_convert(a, v, f"{dotted}[{i}]", origins) for i, (a, v) in enumerate(zip(args, value)))
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, dotted, origins)
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, (str, int, float)) and not isinstance(value, bool),
+    }.get(tp)
+    if ok is None:
+        raise TypeError(f"config annotation {tp!r} at {dotted} is not supported")
+    if not ok:
+        raise ConfigError(f"{where}: {dotted} = {value!r} has the wrong type; expected {_type_name(tp)}")
+    if tp is float:
+        return float(value)
+    if tp is str:
+        return expand_env(str(value))
+    return value
+
+
+def _build_part(kind: str, default_type: str, raw: Any, dotted: str, origins: _Origins) -> Any:
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origins.of(dotted)}: {dotted} must be a section (mapping)")
+    name = raw.get("type", default_type)
+    entry = registry.lookup(kind, name)
+    if entry is None:
+        allowed = registry.names(kind)
+        raise ConfigError(f"{origins.of(dotted + '.type')}: {dotted}.type = {name!r} is not a "
+                          f"registered {kind}; expected one of {allowed}{_closest(str(name), allowed)}")
+    return _build(entry.config, {**raw, "type": name}, dotted, origins)
+
+
+def _build(cls: type, raw: Any, prefix: str, origins: _Origins) -> Any:
+    """Build dataclass ``cls`` from a raw mapping, failing on unknown keys or bad types."""
+    section = prefix or "the top level"
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origins.of(prefix)}: {section} must be a section (mapping), got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            allowed = list(fields)
+            raise ConfigError(f"{origins.of(dotted)}: unknown key {dotted!r} in section {section!r}; "
+                              f"allowed keys: {', '.join(allowed)}{_closest(str(key), allowed)}")
+    kwargs = {}
+    for name, f in fields.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        if "part" in f.metadata:
+            kwargs[name] = _build_part(f.metadata["part"], f.metadata["default_type"],
+                                       raw.get(name), dotted, origins)
+        elif name in raw:
+            kwargs[name] = _convert(hints[name], raw[name], dotted, origins)
+        elif dataclasses.is_dataclass(hints[name]):  # build nested defaults so parts resolve
+            kwargs[name] = _build(hints[name], {}, dotted, origins)
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as err:  # __post_init__ checks of part configs
+        raise ConfigError(f"{origins.of(prefix)}: {section}: {err}") from None
+
+
+def recipe_from_dict(raw: dict, source: str = "<recipe>", overrides: list[str] = (),
+                     lines: dict[str, int] | None = None) -> Recipe:
+    """Build a :class:`Recipe` from a raw mapping plus ``--set`` overrides."""
+    raw = dict(raw or {})
+    origins = _Origins(source, lines or {})
+    for assignment in overrides:
+        apply_override(raw, assignment, origins)
+    return _build(Recipe, raw, "", origins)
+
+
+def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
+    """Load and check a YAML recipe; ``name`` defaults to the file's stem."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read recipe: {err}") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+        lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections")
+    raw.setdefault("name", path.stem)
+    return recipe_from_dict(raw, str(path), overrides, lines)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict:
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(recipe))
+
+
+def save_recipe(recipe: Recipe, path: str | os.PathLike) -> None:
+    """Write the fully resolved recipe (every default spelled out) as YAML."""
+    Path(path).write_text(yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False), encoding="utf-8")

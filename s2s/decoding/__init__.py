@@ -1,0 +1,1 @@
+"""Search over the decoding contract: greedy, beam, and the pieces they share."""

@@ -1,0 +1,17 @@
+"""User-facing errors. Each one names the file, line or field at fault and what was expected."""
+
+
+class S2SError(Exception):
+    """Base class: the CLI prints these as one clean line instead of a traceback."""
+
+
+class ConfigError(S2SError):
+    """A recipe or override is wrong: unknown key, wrong type, invalid combination."""
+
+
+class DataError(S2SError):
+    """A corpus file is unreadable, misaligned or malformed."""
+
+
+class BundleError(S2SError):
+    """An exported bundle or run directory is missing pieces or is inconsistent."""

@@ -1,0 +1,61 @@
+"""The attention protocol shared by every scorer.
+
+An attention module turns a decoder query into a context vector over the encoder memory.
+Anything that depends only on the memory (projected keys) is computed once by
+:meth:`Attention.keys` and carried in the decoder's ``memory`` dict, never cached on ``self``,
+so the decoder step stays a pure function of its inputs (and exports to ONNX as one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    type: str = "bahdanau"
+    hidden: int = 0  # size of the additive scorer's hidden layer; 0 = the query size
+
+    def __post_init__(self) -> None:
+        if self.hidden < 0:
+            raise ValueError(f"hidden must be >= 0, got {self.hidden}")
+
+
+class Attention(nn.Module):
+    """Scores a query against the memory and returns ``(context, weights)``.
+
+    ``query_before_rnn`` tells the RNN decoder where the query comes from: the previous
+    decoder state, before the recurrent step (Bahdanau et al., 2015), or the new state after
+    it (Luong et al., 2015).
+    """
+
+    query_before_rnn = False
+
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__()
+        self.query_dim, self.memory_dim = query_dim, memory_dim
+
+    @classmethod
+    def from_config(cls, config: AttentionConfig, query_dim: int, memory_dim: int) -> "Attention":
+        return cls(query_dim, memory_dim)
+
+    def keys(self, memory_bank: Tensor) -> Tensor:
+        """Precomputed keys. memory_bank: (B, S, Hm) -> (B, S, A)."""
+        return memory_bank
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        """Unnormalised scores. query: (B, Hq), keys: (B, S, A) -> (B, S)."""
+        raise NotImplementedError
+
+    def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """query: (B, Hq); memory_bank: (B, S, Hm); src_pad_mask: (B, S) True at padding.
+
+        Returns context (B, Hm) and weights (B, S) summing to 1 over real source positions.
+        """
+        scores = self.score(query, keys).masked_fill(src_pad_mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        context = torch.bmm(weights.unsqueeze(1), memory_bank).squeeze(1)
+        return context, weights

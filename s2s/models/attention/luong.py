@@ -1,0 +1,59 @@
+"""Global attention of Luong, Pham and Manning (2015), section 3.1, eq. 8.
+
+score(h_t, h_s) = h_t^T h_s (dot), h_t^T W_a h_s (general), v_a^T tanh(W_a [h_t; h_s]) (concat),
+with the current decoder state h_t as the query (the decoder attends after its recurrent step).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from s2s.models.attention.base import Attention, AttentionConfig
+from s2s.registry import register
+
+
+@register("attention", "luong-dot", AttentionConfig)
+class LuongDotAttention(Attention):
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__(query_dim, memory_dim)
+        if query_dim != memory_dim:
+            raise ValueError(f"luong-dot needs decoder hidden ({query_dim}) == encoder output size "
+                             f"({memory_dim}); use luong-general or luong-concat")
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+
+
+@register("attention", "luong-general", AttentionConfig)
+class LuongGeneralAttention(Attention):
+    def __init__(self, query_dim: int, memory_dim: int):
+        super().__init__(query_dim, memory_dim)
+        self.proj = nn.Linear(memory_dim, query_dim, bias=False)  # W_a, applied to the keys once
+
+    def keys(self, memory_bank: Tensor) -> Tensor:
+        return self.proj(memory_bank)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+
+
+@register("attention", "luong-concat", AttentionConfig)
+class LuongConcatAttention(Attention):
+    def __init__(self, query_dim: int, memory_dim: int, hidden: int = 0):
+        super().__init__(query_dim, memory_dim)
+        hidden = hidden or query_dim
+        # W_a [h_t; h_s] split into its query and key blocks so the key block runs once.
+        self.query_proj = nn.Linear(query_dim, hidden, bias=False)
+        self.key_proj = nn.Linear(memory_dim, hidden, bias=False)
+        self.v = nn.Linear(hidden, 1, bias=False)
+
+    @classmethod
+    def from_config(cls, config: AttentionConfig, query_dim: int, memory_dim: int) -> "LuongConcatAttention":
+        return cls(query_dim, memory_dim, config.hidden)
+
+    def keys(self, memory_bank: Tensor) -> Tensor:
+        return self.key_proj(memory_bank)
+
+    def score(self, query: Tensor, keys: Tensor) -> Tensor:
+        return self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)

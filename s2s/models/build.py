@@ -1,0 +1,40 @@
+"""The one place where recipe names become modules."""
+
+from __future__ import annotations
+
+from s2s import registry
+from s2s.config import ModelConfig
+from s2s.errors import ConfigError
+from s2s.models.contract import Seq2Seq
+from s2s.models.embeddings import OutputProjection, TokenEmbedding
+
+
+def _entry(kind: str, name: str):
+    entry = registry.lookup(kind, name)
+    if entry is None:
+        raise ConfigError(f"model.{kind}.type = {name!r} is not a registered {kind}; "
+                          f"expected one of {registry.names(kind)}")
+    return entry
+
+
+def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
+    """Assemble embeddings, encoder, attention, decoder and output projection from a recipe."""
+    emb = config.embeddings
+    if emb.share_src_tgt and src_vocab_size != tgt_vocab_size:
+        raise ConfigError("model.embeddings.share_src_tgt needs one joint vocabulary (vocab.joint: true)")
+    src_embed = TokenEmbedding(src_vocab_size, emb.dim)
+    tgt_embed = src_embed if emb.share_src_tgt else TokenEmbedding(tgt_vocab_size, emb.dim)
+    try:
+        encoder = _entry("encoder", config.encoder.type).cls.from_config(config.encoder, emb.dim)
+        attention = _entry("attention", config.attention.type).cls.from_config(
+            config.attention, config.decoder.hidden, encoder.output_dim)
+        decoder = _entry("decoder", config.decoder.type).cls.from_config(
+            config.decoder, emb.dim, encoder.output_dim, encoder.summary_dim, attention)
+        output = OutputProjection(decoder.output_dim, tgt_vocab_size, tgt_embed if emb.tie_output else None)
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+    return Seq2Seq(src_embed, tgt_embed, encoder, decoder, output, emb.dropout)
+
+
+def count_parameters(model: Seq2Seq) -> int:
+    return sum(p.numel() for p in model.parameters())

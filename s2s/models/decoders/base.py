@@ -1,0 +1,39 @@
+"""The decoder protocol: explicit state in, explicit state out.
+
+``State`` is a flat dict of named tensors, batch first, so beam search can reorder it with one
+``index_select`` per tensor and ONNX export can list it as graph inputs and outputs.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+State = dict[str, Tensor]
+
+
+class Decoder(nn.Module):
+    """Incremental decoder over an encoder memory.
+
+    ``memory`` holds ``memory_bank`` (B, S, Hm), ``src_pad_mask`` (B, S) and whatever
+    :meth:`precompute` adds (projected attention keys); it never changes during decoding.
+    """
+
+    output_dim: int
+
+    def precompute(self, memory: State) -> State:
+        """Tensors that depend only on the memory (e.g. attention keys), added to it once."""
+        return {}
+
+    def init_state(self, summary: Tensor, memory: State) -> State:
+        raise NotImplementedError
+
+    def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
+        """prev_emb: (B, E) -> output (B, output_dim), next state, attention (B, S)."""
+        raise NotImplementedError
+
+    def forward(self, tgt_emb: Tensor, state: State, memory: State) -> tuple[Tensor, Tensor]:
+        """Teacher forcing. tgt_emb: (B, T, E) -> outputs (B, T, output_dim), attention (B, T, S).
+
+        Must equal :meth:`step` applied T times (a test checks it for every decoder).
+        """
+        raise NotImplementedError

@@ -1,0 +1,157 @@
+"""Attentional LSTM/GRU decoder with Luong input feeding and a bridge from the encoder.
+
+One step (Luong, Pham and Manning, 2015, eq. 5; input feeding, section 3.3)::
+
+    x_t      = [E y_{t-1}; c_t (attention before the RNN, Bahdanau); h~_{t-1} (input feeding)]
+    h_t      = RNN(x_t, h_{t-1})                     (stacked, dropout between layers)
+    c_t      = attend(h_t) for Luong scorers; attend(h_{t-1}) was used above for Bahdanau
+    h~_t     = tanh(W_c [c_t; h_t])                  -> dropout -> output projection
+
+The teacher-forced pass projects the embeddings of every target position in one matrix product
+and then runs the same :meth:`RNNDecoder._advance` as :meth:`RNNDecoder.step`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from s2s.models.attention.base import Attention
+from s2s.models.decoders.base import Decoder, State
+from s2s.models.recurrent import RecurrentCell, variational_mask
+from s2s.registry import register
+
+
+@dataclass(frozen=True)
+class RNNDecoderConfig:
+    type: str = "lstm"
+    hidden: int = 256
+    layers: int = 2
+    dropout: float = 0.2
+    input_feeding: bool = True
+    bridge: Literal["dense", "zero"] = "dense"
+    residual: bool = False
+    layer_norm: bool = False
+    recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.hidden <= 0 or self.layers <= 0:
+            raise ValueError("hidden and layers must be positive")
+        for name in ("dropout", "recurrent_dropout", "weight_drop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1)")
+
+
+@register("decoder", "lstm", RNNDecoderConfig)
+@register("decoder", "gru", RNNDecoderConfig)
+class RNNDecoder(Decoder):
+    def __init__(self, kind: str, embed_dim: int, memory_dim: int, summary_dim: int,
+                 attention: Attention, config: RNNDecoderConfig):
+        super().__init__()
+        hidden, layers = config.hidden, config.layers
+        extra = (memory_dim if attention.query_before_rnn else 0) + (hidden if config.input_feeding else 0)
+        self.cells = nn.ModuleList(
+            RecurrentCell(kind, embed_dim if depth == 0 else hidden, hidden, config.layer_norm)
+            for depth in range(layers)
+        )
+        # Layer 0's input weights for [context; feed], kept apart from the embedding block so
+        # both stay contiguous: the embedding block runs once over the whole target.
+        gates = self.cells[0].weight_ih.size(0)
+        self.extra_weight = nn.Parameter(torch.empty(gates, extra)) if extra else None
+        if extra:
+            nn.init.uniform_(self.extra_weight, -hidden ** -0.5, hidden ** -0.5)
+        self.attention, self.embed_dim, self.output_dim = attention, embed_dim, hidden
+        self.input_feeding, self.residual = config.input_feeding, config.residual
+        self.recurrent_dropout, self.weight_drop = config.recurrent_dropout, config.weight_drop
+        self.dropout = nn.Dropout(config.dropout)
+        self.combine = nn.Linear(memory_dim + hidden, hidden, bias=False)  # W_c
+        self.bridge_hidden = nn.Linear(summary_dim, layers * hidden) if config.bridge == "dense" else None
+        self.bridge_cell = (nn.Linear(summary_dim, layers * hidden)
+                            if config.bridge == "dense" and kind == "lstm" else None)
+
+    @classmethod
+    def from_config(cls, config: RNNDecoderConfig, embed_dim: int, memory_dim: int, summary_dim: int,
+                    attention: Attention) -> "RNNDecoder":
+        return cls(config.type, embed_dim, memory_dim, summary_dim, attention, config)
+
+    @property
+    def has_cell(self) -> bool:
+        return self.cells[0].has_cell
+
+    def precompute(self, memory: State) -> State:
+        return {"attention_keys": self.attention.keys(memory["memory_bank"])}
+
+    def init_state(self, summary: Tensor, memory: State) -> State:
+        """summary: (B, D) -> hidden/cell (B, L, H), feed (B, H)."""
+        batch, layers, hidden = summary.size(0), len(self.cells), self.output_dim
+        zeros = summary.new_zeros(batch, layers, hidden)
+        state = {"hidden": zeros if self.bridge_hidden is None
+                 else torch.tanh(self.bridge_hidden(summary)).view(batch, layers, hidden)}
+        if self.has_cell:
+            state["cell"] = zeros if self.bridge_cell is None else self.bridge_cell(summary).view(batch, layers, hidden)
+        if self.input_feeding:
+            state["feed"] = summary.new_zeros(batch, hidden)
+        return state
+
+    def _advance(self, x_emb: Tensor, hs: list[Tensor], cs: list[Tensor | None], feed: Tensor | None,
+                 memory: State, weights_hh: list[Tensor], masks: list[Tensor | None]):
+        """One step on per-layer lists. x_emb: (B, G*H), the embedding block of layer 0's input."""
+        keys, bank, pad = memory["attention_keys"], memory["memory_bank"], memory["src_pad_mask"]
+        extra = []
+        if self.attention.query_before_rnn:
+            context, attn = self.attention(hs[-1], keys, bank, pad)
+            extra.append(context)
+        if feed is not None:
+            extra.append(feed)
+        x = x_emb
+        if extra:
+            x = x + F.linear(torch.cat(extra, -1), self.extra_weight)
+        new_hs, new_cs, inp = [], [], None
+        for depth, cell in enumerate(self.cells):
+            if depth:
+                x = cell.input_linear(self.dropout(inp))
+            h, c = cell(x, hs[depth], cs[depth], weights_hh[depth], masks[depth])
+            new_hs.append(h)
+            new_cs.append(c)
+            inp = h + inp if self.residual and depth else h
+        if not self.attention.query_before_rnn:
+            context, attn = self.attention(inp, keys, bank, pad)
+        out = self.dropout(torch.tanh(self.combine(torch.cat([context, inp], -1))))
+        return out, new_hs, new_cs, (out if self.input_feeding else None), attn
+
+    def _unpack(self, state: State):
+        hs = list(state["hidden"].unbind(1))
+        cs = list(state["cell"].unbind(1)) if self.has_cell else [None] * len(self.cells)
+        return hs, cs, state.get("feed")
+
+    def _pack(self, hs, cs, feed) -> State:
+        state = {"hidden": torch.stack(hs, 1)}
+        if self.has_cell:
+            state["cell"] = torch.stack(cs, 1)
+        if feed is not None:
+            state["feed"] = feed
+        return state
+
+    def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
+        x_emb = self.cells[0].input_linear(prev_emb)
+        weights = [cell.weight_hh for cell in self.cells]
+        out, hs, cs, feed, attn = self._advance(x_emb, *self._unpack(state), memory, weights, [None] * len(weights))
+        return out, self._pack(hs, cs, feed), attn
+
+    def forward(self, tgt_emb: Tensor, state: State, memory: State) -> tuple[Tensor, Tensor]:
+        x_emb = self.cells[0].input_linear(tgt_emb)  # (B, T, G*H) at once
+        weights = [cell.recurrent_weight(self.weight_drop) for cell in self.cells]
+        p = self.recurrent_dropout if self.training else 0.0
+        masks = [variational_mask(tgt_emb.size(0), self.output_dim, p, tgt_emb) for _ in self.cells]
+        hs, cs, feed = self._unpack(state)
+        outs, attns = [], []
+        for x_t in x_emb.unbind(1):  # unbind: one gradient stack, not a zero-filled copy per step
+            out, hs, cs, feed, attn = self._advance(x_t, hs, cs, feed, memory, weights, masks)
+            outs.append(out)
+            attns.append(attn)
+        return torch.stack(outs, 1), torch.stack(attns, 1)

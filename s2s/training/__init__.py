@@ -1,0 +1,1 @@
+"""Training: data preparation, the loop, losses, schedules and checkpoints."""

@@ -1,0 +1,108 @@
+"""Training throughput of the benchmark models on Multi30k en->de.
+
+    python tools/bench_train.py --arch rnn --updates 60 --json bench-results/train-rnn.json
+
+The rnn benchmark model: 2-layer bidirectional LSTM encoder (128 units per direction),
+embeddings 256, 2-layer attentional LSTM decoder of 256 with input feeding (Bahdanau
+attention), joint sentencepiece vocabulary of 8000, dropout 0.2, label smoothing 0.1, Adam,
+batches of about 3,500 target tokens, 2 threads.
+
+Reports steady-state target tokens/s (non-pad target tokens incl. EOS; the first
+``--warmup`` updates excluded) and peak RSS, as a table and as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import s2s.models  # noqa: E402,F401
+from s2s.config import load_recipe  # noqa: E402
+from s2s.training.allocator import keep_freed_memory  # noqa: E402
+from s2s.training.loop import Trainer, pick_device, seed_everything  # noqa: E402
+from s2s.training.prepare import prepare_data  # noqa: E402
+
+ARCHS = {
+    "rnn": ("recipes/multi30k-en-de/bilstm-bahdanau.yaml", [
+        "vocab.size=8000", "vocab.joint=true", "model.embeddings.dim=256", "model.embeddings.dropout=0.2",
+        "model.encoder.type=lstm", "model.encoder.hidden=128", "model.encoder.layers=2",
+        "model.encoder.bidirectional=true", "model.encoder.dropout=0.2", "model.attention.type=bahdanau",
+        "model.decoder.type=lstm", "model.decoder.hidden=256", "model.decoder.layers=2",
+        "model.decoder.dropout=0.2", "model.decoder.input_feeding=true", "train.label_smoothing=0.1",
+        "train.optimizer=adam", "train.batch_tokens=3500",
+    ]),
+}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="rnn")
+    parser.add_argument("--updates", type=int, default=60, help="timed updates after warm-up")
+    parser.add_argument("--warmup", type=int, default=10, help="updates excluded from the figure")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe overrides")
+    parser.add_argument("--cache", default=str(ROOT / "bench-results" / "cache"), help="sentencepiece cache")
+    parser.add_argument("--json", help="write the result here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    if args.device == "cpu":
+        keep_freed_memory()
+    recipe_path, overrides = ARCHS[args.arch]
+    recipe = load_recipe(ROOT / recipe_path, overrides + [f"train.device={args.device}"] + args.overrides)
+    seed_everything(recipe.seed)
+    cache = Path(args.cache) / args.arch
+    cache.mkdir(parents=True, exist_ok=True)
+    data = prepare_data(recipe, cache)
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = Trainer(recipe, Path(run_dir), data, pick_device(args.device))
+        times, tokens = [], []
+        batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: args.warmup + args.updates]
+        for i, positions in enumerate(batches):
+            batch = data.train.collate(positions)
+            start = time.perf_counter()
+            loss = trainer.train_step(batch)
+            if trainer.device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = time.perf_counter() - start
+            if i >= args.warmup:
+                times.append(elapsed)
+                tokens.append(batch.num_tokens)
+        final_loss = float(loss) / batch.num_tokens
+    per_update = [n / t for n, t in zip(tokens, times)]
+    result = {
+        "arch": args.arch, "updates": len(times), "threads": args.threads, "device": args.device,
+        "target_tokens_per_s": sum(tokens) / sum(times),
+        "median_update_tokens_per_s": statistics.median(per_update),
+        "median_update_s": statistics.median(times), "mean_batch_target_tokens": sum(tokens) / len(tokens),
+        "peak_rss_mb": peak_rss_mb(), "final_train_loss": final_loss, "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    width = max(len(k) for k in result)
+    for key, value in result.items():
+        print(f"{key:<{width}}  {value:.2f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
