@@ -12,6 +12,7 @@ registers every part, so callers import it before :func:`load_recipe`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import os
@@ -156,10 +157,15 @@ class _Origins:
         self.source, self.lines, self.overrides = source, lines, {}
 
     def of(self, dotted: str) -> str:
-        if dotted in self.overrides:
-            return f"--set {self.overrides[dotted]}"
-        line = self.lines.get(dotted)
-        return f"{self.source}: line {line}" if line else self.source
+        """The origin of ``dotted`` or, failing that, of its nearest enclosing key."""
+        key = dotted
+        while key:
+            if key in self.overrides:
+                return f"--set {self.overrides[key]}"
+            if key in self.lines:
+                return f"{self.source}: line {self.lines[key]}"
+            key = key.rsplit("[", 1)[0] if key.endswith("]") else key.rpartition(".")[0]
+        return self.source
 
 
 def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
@@ -290,7 +296,7 @@ def _build(cls: type, raw: Any, prefix: str, origins: _Origins) -> Any:
 def recipe_from_dict(raw: dict, source: str = "<recipe>", overrides: list[str] = (),
                      lines: dict[str, int] | None = None) -> Recipe:
     """Build a :class:`Recipe` from a raw mapping plus ``--set`` overrides."""
-    raw = dict(raw or {})
+    raw = copy.deepcopy(raw or {})  # overrides must not leak into the caller's dict
     origins = _Origins(source, lines or {})
     for assignment in overrides:
         apply_override(raw, assignment, origins)

@@ -92,3 +92,9 @@ def tiny_model_factory():
         return build_model(recipe.model, vocab, vocab).eval()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe_raw(multi30k_slice):
+    """Factory: ``tiny_recipe_raw(train={...})`` -> the raw recipe dict (to write as YAML)."""
+    return lambda **sections: tiny_recipe_dict(multi30k_slice, **sections)

@@ -206,7 +206,7 @@ class Trainer:
                 bar.update(1)
                 if p.step % c.log_every == 0:
                     record = self._log_window(float(window_loss), window_tokens, now - window_start)
-                    bar.set_postfix(loss=f"{record['train_loss']:.3f}", tok_s=f"{record['tokens_per_s']:.0f}")
+                    bar.set_postfix(self._postfix(record))
                     window_loss.zero_()
                     window_tokens, window_start = 0, now
                 if p.step % c.valid_every == 0:
@@ -228,6 +228,15 @@ class Trainer:
                   "tokens_per_s": tokens / max(seconds, 1e-9), "elapsed_s": round(self.position.elapsed, 1)}
         self.write_metrics(record)
         return record
+
+    def _postfix(self, record: dict) -> dict:
+        """Loss and speed, plus the time left when a time budget (not a step count) ends the run."""
+        postfix = {"loss": f"{record['train_loss']:.3f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
+        minutes = self.recipe.train.max_minutes
+        if minutes and not self.recipe.train.max_steps:
+            left = max(0.0, 60 * minutes - self.position.elapsed)
+            postfix["eta"] = f"{int(left // 60)}:{int(left % 60):02d}"
+        return postfix
 
     @staticmethod
     def _describe(result: dict) -> str:

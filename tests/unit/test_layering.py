@@ -1,0 +1,190 @@
+"""The layering of ARCHITECTURE.md, checked by parsing every module's imports with ``ast``.
+
+Every import counts, including those inside functions (lazy imports still tie a layer to its
+dependency). Each module belongs to a layer, its top-level module or subpackage under ``s2s``;
+a layer may import the standard library, the s2s layers to its left and a short list of
+third-party packages.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "s2s"
+STDLIB = frozenset(sys.stdlib_module_names)
+
+
+@dataclass(frozen=True)
+class Rule:
+    layers: frozenset[str]  # s2s layers this layer may import ("s2s" is the package root: __version__)
+    packages: frozenset[str] | None  # third-party top-level packages; None = anything (cli)
+
+
+def rule(layers: str, packages: str | None) -> Rule:
+    return Rule(frozenset(layers.split()), None if packages is None else frozenset(packages.split()))
+
+
+BASE = "s2s errors registry config"
+WEB = "fastapi starlette uvicorn pydantic anyio h11 httpx multipart python_multipart"
+RULES: dict[str, Rule] = {
+    "s2s": rule("s2s", ""),  # s2s/__init__.py: version only, imports nothing heavy
+    "errors": rule(BASE, "yaml"),
+    "registry": rule(BASE, "yaml"),
+    "config": rule(BASE, "yaml"),
+    "data": rule(f"{BASE} data", "yaml datasets sentencepiece numpy"),
+    # models need no data code: their special ids come in as arguments, so s2s.data is not allowed
+    "models": rule(f"{BASE} models", "yaml torch numpy"),
+    # training validates with the decoder and scores BLEU (loop.py imports s2s.decoding and
+    # s2s.evaluation.metrics), so it sits right of decoding and evaluation in the diagram
+    "training": rule(f"{BASE} data models decoding evaluation training",
+                     "yaml datasets sentencepiece numpy torch tqdm"),
+    "decoding": rule(f"{BASE} data models decoding", "yaml datasets sentencepiece numpy torch tqdm"),
+    "evaluation": rule(f"{BASE} data models decoding evaluation",
+                       "yaml datasets sentencepiece numpy torch tqdm sacrebleu rouge_score"),
+    "export": rule(f"{BASE} data models decoding export",
+                   "yaml datasets sentencepiece numpy torch tqdm onnx onnxruntime"),
+    # the runtime ships without torch or training code: numpy + onnxruntime + sentencepiece only
+    "runtime": rule("s2s errors runtime", "numpy onnxruntime sentencepiece"),
+    "serve": rule("s2s errors runtime serve", f"numpy onnxruntime sentencepiece {WEB}"),
+    "cli": rule(f"{BASE} data models training decoding evaluation export runtime serve cli", None),
+}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def imported_modules(source: str, module: str, is_package: bool, known: set[str] | frozenset[str] = frozenset()):
+    """Yield ``(line, imported module)`` for every import in ``source``, relative ones resolved.
+
+    ``from pkg import name`` counts as importing ``pkg.name`` when that is a module in ``known``.
+    """
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom):
+            base = package
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            if node.level:
+                target = f"{base}.{node.module}" if node.module else base
+            else:
+                target = node.module
+            for alias in node.names:
+                candidate = f"{target}.{alias.name}"
+                yield node.lineno, candidate if candidate in known else target
+
+
+def violation(layer: str, imported: str) -> str | None:
+    """Why ``layer`` may not import ``imported``, or None when it may."""
+    rules = RULES.get(layer)
+    if rules is None:
+        return f"layer {layer!r} is not in the table"
+    top = imported.split(".")[0]
+    if top == "s2s":
+        target = layer_of(imported)
+        if target not in RULES:
+            return f"s2s layer {target!r} is not in the table"
+        if target not in rules.layers:
+            return f"{layer} may import s2s layers {sorted(rules.layers)}"
+        return None
+    if top in STDLIB or rules.packages is None or top in rules.packages:
+        return None
+    return f"{layer} may import third-party {sorted(rules.packages)}"
+
+
+def offenders(module: str, source: str, is_package: bool, known=frozenset()) -> list[str]:
+    layer = layer_of(module)
+    found = []
+    for line, imported in sorted(set(imported_modules(source, module, is_package, known))):
+        why = violation(layer, imported)
+        if why:
+            found.append(f"{module} (line {line}) imports {imported}: {why}")
+    return found
+
+
+# --------------------------------------------------------------------------- the package
+def test_the_package_is_found():
+    assert {"s2s", "s2s.config", "s2s.errors", "s2s.registry"} <= set(MODULES)
+
+
+def test_every_module_belongs_to_a_layer_in_the_table():
+    unmapped = sorted(m for m in MODULES if layer_of(m) not in RULES)
+    assert not unmapped, "modules outside the layer table: " + ", ".join(unmapped)
+
+
+def test_each_layer_imports_only_what_the_table_allows():
+    found = []
+    for module, path in MODULES.items():
+        found += offenders(module, path.read_text(encoding="utf-8"), path.name == "__init__.py", set(MODULES))
+    assert not found, "layering violations:\n  " + "\n  ".join(found)
+
+
+# --------------------------------------------------------------------------- the checker itself
+def test_checker_sees_lazy_and_relative_imports_that_break_the_table():
+    runtime = (
+        "import numpy\n"
+        "import onnxruntime as ort\n"
+        "from s2s.errors import BundleError\n"
+        "def load():\n"
+        "    import torch\n"
+        "    from s2s.training import loop\n"
+        "    from ..models import build\n"
+        "    from . import search\n"
+    )
+    found = offenders("s2s.runtime.translator", runtime, False, {"s2s.runtime.search", "s2s.models.build"})
+    assert [f.split(":")[0] for f in found] == [
+        "s2s.runtime.translator (line 5) imports torch",
+        "s2s.runtime.translator (line 6) imports s2s.training",
+        "s2s.runtime.translator (line 7) imports s2s.models.build",
+    ]
+
+
+def test_checker_flags_heavy_imports_in_the_lightweight_layers():
+    assert offenders("s2s.config", "import torch\n", False)
+    assert offenders("s2s.registry", "from s2s.models import build\n", False)
+    assert offenders("s2s.data.corpus", "from s2s import models\n", False, {"s2s.models"})
+    assert not offenders("s2s.data.corpus", "import gzip, json\nfrom s2s import config\n", False, {"s2s.config"})
+    assert not offenders("s2s.cli.train", "def run():\n    import torch, s2s.training.loop\n", False)
+    assert offenders("s2s.plugins", "import os\n", False)  # a new layer must be added to the table
+
+
+# --------------------------------------------------------------------------- fresh interpreters
+HEAVY = ("torch", "numpy", "datasets", "sentencepiece")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    probe = f"{code}\nimport sys\nprint(' '.join(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
+def test_importing_config_registry_and_errors_loads_no_torch():
+    loaded = modules_loaded_by("import s2s, s2s.config, s2s.registry, s2s.errors")
+    assert "yaml" in loaded  # the probe really imported the config loader
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+
+
+def test_building_the_cli_parser_loads_no_torch():
+    """`s2s --help` stays fast: subcommands import their heavy layers inside ``run``."""
+    loaded = modules_loaded_by("from s2s.cli.main import build_parser\nbuild_parser()")
+    assert "torch" not in loaded

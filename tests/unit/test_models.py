@@ -1,0 +1,293 @@
+"""Models: the decoding contract (stepping == teacher forcing), recurrent layers, padding,
+reordering, attention masks, tying, and the fused output loss."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import s2s.models  # noqa: F401  (registers every part)
+from s2s import registry
+from s2s.data.vocab import BOS, PAD
+from s2s.errors import ConfigError
+from s2s.models.encoders.rnn import RNNEncoderConfig, _CustomLayer, _FusedLayer
+from s2s.training import losses
+
+torch.set_num_threads(1)
+
+VOCAB = 40
+SRC_LENGTHS = [7, 4, 5, 2]  # unsorted, so padding sits at different places in every row
+TGT_LENGTHS = [5, 3, 6, 2]
+
+# Option sets for stepping == teacher forcing. The model is in eval mode, so recurrent dropout
+# and weight drop are inactive, but setting them routes the encoder through the custom layers.
+REGULARIZED = {"layer_norm": True, "residual": True, "recurrent_dropout": 0.3, "weight_drop": 0.3}
+OPTION_SETS = {
+    "defaults": ({}, {}),
+    "regularized": (REGULARIZED, REGULARIZED),
+    "no-input-feeding": ({}, {"input_feeding": False}),
+    "zero-bridge": ({}, {"bridge": "zero"}),
+}
+
+
+def _padded(lengths: list[int], seed: int, low: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids in [low, VOCAB) of the given lengths, right-padded with PAD: (B, max), (B,)."""
+    gen = torch.Generator().manual_seed(seed)
+    rows = torch.full((len(lengths), max(lengths)), PAD, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        rows[i, :n] = torch.randint(low, VOCAB, (n,), generator=gen)
+    return rows, torch.tensor(lengths)
+
+
+def _batch(src_lengths=SRC_LENGTHS, tgt_lengths=TGT_LENGTHS, seed=0):
+    """src (B, S), src_lengths (B,), tgt_in (B, T): BOS-prefixed, PAD after each target."""
+    src, lengths = _padded(src_lengths, seed)
+    tgt, _ = _padded([n - 1 for n in tgt_lengths], seed + 1)
+    tgt_in = torch.cat([torch.full((len(tgt_lengths), 1), BOS), tgt], 1)
+    return src, lengths, tgt_in
+
+
+def _step_logits(model, src, src_lengths, tgt_in):
+    """Feed tgt_in one token at a time through encode + step: (B, T, V) and attention (B, T, S)."""
+    memory, state = model.encode(src, src_lengths)
+    logits, attns = [], []
+    for t in range(tgt_in.size(1)):
+        out, state, attn = model.step(tgt_in[:, t], state, memory)
+        logits.append(out)
+        attns.append(attn)
+    return torch.stack(logits, 1), torch.stack(attns, 1)
+
+
+# --------------------------------------------------------------------------- stepping == teacher forcing
+@pytest.mark.parametrize("options", list(OPTION_SETS), ids=list(OPTION_SETS))
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", registry.names("attention"))
+def test_stepping_gives_the_teacher_forced_logits(tiny_model_factory, attention, cell, options):
+    """Encoder hidden 8 bidirectional -> memory 16 == decoder hidden 16 (luong-dot needs it)."""
+    enc_opts, dec_opts = OPTION_SETS[options]
+    model = tiny_model_factory(encoder={"type": cell, "hidden": 8, "bidirectional": True, **enc_opts},
+                               decoder={"type": cell, "hidden": 16, **dec_opts},
+                               attention={"type": attention})
+    src, src_lengths, tgt_in = _batch()
+    with torch.no_grad():
+        forced = model(src, src_lengths, tgt_in)
+        stepped, _ = _step_logits(model, src, src_lengths, tgt_in)
+    assert forced.shape == (4, tgt_in.size(1), VOCAB)
+    torch.testing.assert_close(stepped, forced, atol=1e-5, rtol=0)
+
+
+def test_every_registered_attention_is_covered():
+    """The loop above reads the registry: a newly registered scorer is tested without edits."""
+    assert {"bahdanau", "luong-dot", "luong-general", "luong-concat"} <= set(registry.names("attention"))
+
+
+# --------------------------------------------------------------------------- custom == fused recurrent layers
+def _copy_fused_into_custom(fused: _FusedLayer, custom: _CustomLayer) -> None:
+    directions = [("", custom.forward_rnn)]
+    if custom.backward_rnn is not None:
+        directions.append(("_reverse", custom.backward_rnn))
+    with torch.no_grad():
+        for suffix, layer in directions:
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+                getattr(layer.cell, name).copy_(getattr(fused.rnn, f"{name}_l0{suffix}"))
+
+
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_custom_recurrent_layer_computes_what_the_fused_kernel_computes(kind, bidirectional):
+    """Same weights, no layer norm, no dropouts: outputs (zero at padding) and final states agree,
+    the backward direction included, on a padded batch."""
+    config = RNNEncoderConfig(type=kind, hidden=8, layer_norm=False, recurrent_dropout=0.0, weight_drop=0.0)
+    torch.manual_seed(0)
+    fused = _FusedLayer(kind, 6, 8, bidirectional).eval()
+    custom = _CustomLayer(kind, 6, 8, bidirectional, config).eval()
+    _copy_fused_into_custom(fused, custom)
+    lengths = torch.tensor([5, 2, 7, 1])
+    x = torch.randn(4, 7, 6) * (torch.arange(7) < lengths.unsqueeze(1)).unsqueeze(-1)
+    with torch.no_grad():
+        out_fused, h_fused = fused(x, lengths)
+        out_custom, h_custom = custom(x, lengths)
+    dirs = 2 if bidirectional else 1
+    assert out_custom.shape == out_fused.shape == (4, 7, dirs * 8)
+    assert h_custom.shape == h_fused.shape == (4, dirs * 8)
+    torch.testing.assert_close(out_custom, out_fused, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h_custom, h_fused, atol=1e-5, rtol=0)
+    assert not out_custom[1, 2:].any() and not out_custom[3, 1:].any()  # zero at padding
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_stacked_residual_encoder_gives_the_same_memory_and_summary_on_either_path(kind):
+    """Whole RNNEncoder, 2 bidirectional layers with residual: weight drop (inactive in eval mode)
+    only switches it to the custom layers, which must then agree with the fused ones."""
+    from s2s.models.encoders.rnn import RNNEncoder
+
+    base = dict(type=kind, hidden=8, layers=2, bidirectional=True, dropout=0.0, residual=True)
+    torch.manual_seed(0)
+    fused = RNNEncoder(kind, 6, RNNEncoderConfig(**base)).eval()
+    custom = RNNEncoder(kind, 6, RNNEncoderConfig(**base, weight_drop=0.5)).eval()
+    assert all(isinstance(layer, _FusedLayer) for layer in fused.layers)
+    assert all(isinstance(layer, _CustomLayer) for layer in custom.layers)
+    for fused_layer, custom_layer in zip(fused.layers, custom.layers):
+        _copy_fused_into_custom(fused_layer, custom_layer)
+    lengths = torch.tensor([3, 6, 1])
+    pad = torch.arange(6) >= lengths.unsqueeze(1)
+    x = torch.randn(3, 6, 6).masked_fill(pad.unsqueeze(-1), 0.0)
+    with torch.no_grad():
+        bank_fused, summary_fused = fused(x, lengths, pad)
+        bank_custom, summary_custom = custom(x, lengths, pad)
+    assert summary_custom.shape == (3, fused.summary_dim) == (3, 2 * 2 * 8)
+    torch.testing.assert_close(bank_custom, bank_fused, atol=1e-5, rtol=0)
+    torch.testing.assert_close(summary_custom, summary_fused, atol=1e-5, rtol=0)
+
+
+def test_custom_layer_backward_direction_reads_each_sentence_from_its_own_end():
+    """Property independent of the fused kernel: the backward output at position 0 of a padded
+    sentence equals the forward output at the last position of the same sentence reversed."""
+    config = RNNEncoderConfig(type="gru", hidden=8)
+    torch.manual_seed(1)
+    layer = _CustomLayer("gru", 6, 8, True, config).eval()
+    layer.backward_rnn.load_state_dict(layer.forward_rnn.state_dict())  # same cell both ways
+    x = torch.randn(1, 5, 6)
+    padded = torch.cat([x, torch.zeros(1, 2, 6)], 1)
+    with torch.no_grad():
+        out, h = layer(padded, torch.tensor([5]))
+        reversed_out, _ = layer(x.flip(1), torch.tensor([5]))
+    torch.testing.assert_close(out[0, 0, 8:], reversed_out[0, 4, :8], atol=1e-6, rtol=0)
+    torch.testing.assert_close(h[0, 8:], out[0, 0, 8:], atol=1e-6, rtol=0)
+
+
+# --------------------------------------------------------------------------- padding invariance
+@pytest.mark.parametrize("encoder", [{}, {"layer_norm": True, "residual": True}], ids=["fused", "custom"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_sentence_does_not_change_when_batched_with_longer_ones(tiny_model_factory, cell, encoder):
+    model = tiny_model_factory(encoder={"type": cell, **encoder}, decoder={"type": cell})
+    src, src_lengths, tgt_in = _batch(src_lengths=[9, 3, 6], tgt_lengths=[7, 3, 5], seed=3)
+    alone = 1  # the shortest sentence, with the shortest target
+    s, t = int(src_lengths[alone]), 3
+    with torch.no_grad():
+        memory, state = model.encode(src, src_lengths)
+        memory_1, state_1 = model.encode(src[alone:alone + 1, :s], src_lengths[alone:alone + 1])
+        logits = model(src, src_lengths, tgt_in)
+        logits_1 = model(src[alone:alone + 1, :s], src_lengths[alone:alone + 1], tgt_in[alone:alone + 1, :t])
+    torch.testing.assert_close(memory["memory_bank"][alone, :s], memory_1["memory_bank"][0], atol=1e-5, rtol=0)
+    assert not memory["memory_bank"][alone, s:].any()  # padding rows of the memory are zero
+    for name in state:
+        torch.testing.assert_close(state[name][alone], state_1[name][0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits[alone, :t], logits_1[0], atol=1e-5, rtol=0)
+
+
+# --------------------------------------------------------------------------- reorder
+def _state_after_two_steps(model):
+    src, src_lengths, tgt_in = _batch()
+    memory, state = model.encode(src, src_lengths)
+    for t in range(2):
+        _, state, _ = model.step(tgt_in[:, t], state, memory)
+    return state
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_reorder_by_identity_changes_nothing_and_a_permutation_permutes_rows(tiny_model_factory, cell):
+    model = tiny_model_factory(encoder={"type": cell}, decoder={"type": cell})
+    with torch.no_grad():
+        state = _state_after_two_steps(model)
+    assert set(state) >= {"hidden", "feed"} and (("cell" in state) == (cell == "lstm"))
+    same = model.reorder(state, torch.arange(4))
+    assert same.keys() == state.keys()
+    for name in state:
+        assert torch.equal(same[name], state[name]), name
+    perm = torch.tensor([2, 0, 3, 1])
+    moved = model.reorder(state, perm)
+    for name in state:
+        for row, source in enumerate(perm.tolist()):
+            assert torch.equal(moved[name][row], state[name][source]), name
+    # Rows differ from each other, so the check above could not pass by accident.
+    assert not torch.equal(moved["hidden"], state["hidden"])
+    grown = model.reorder(state, torch.tensor([1, 1, 1]))  # beam expansion: repeating a row
+    assert all(torch.equal(grown[name][2], state[name][1]) for name in state)
+
+
+# --------------------------------------------------------------------------- attention weights
+@pytest.mark.parametrize("attention", registry.names("attention"))
+def test_step_attention_is_zero_at_padding_and_sums_to_one(tiny_model_factory, attention):
+    model = tiny_model_factory(attention={"type": attention})
+    src, src_lengths, tgt_in = _batch()
+    with torch.no_grad():
+        _, attns = _step_logits(model, src, src_lengths, tgt_in)
+    pad = torch.arange(src.size(1)) >= src_lengths.unsqueeze(1)  # (B, S)
+    assert attns.shape == (4, tgt_in.size(1), src.size(1))
+    at_pad = pad.unsqueeze(1).expand_as(attns)
+    assert not attns.masked_select(at_pad).any()  # exactly zero at every padded position
+    torch.testing.assert_close(attns.sum(-1), torch.ones(4, tgt_in.size(1)), atol=1e-6, rtol=0)
+    assert (attns.masked_select(~at_pad) > 0).all()
+
+
+# --------------------------------------------------------------------------- tying
+def test_tied_output_shares_the_target_embedding_storage(tiny_model_factory):
+    model = tiny_model_factory(tie_output=True)
+    assert model.output.matrix is model.tgt_embed.weight
+    assert model.output.matrix.data_ptr() == model.tgt_embed.weight.data_ptr()
+    names = [name for name, _ in model.named_parameters()]
+    assert "output.weight" not in names  # no second copy of the matrix
+    with torch.no_grad():
+        model.tgt_embed.weight[5].fill_(0.25)
+    hidden = torch.randn(2, 16)
+    torch.testing.assert_close(model.output(hidden)[:, 5], hidden.sum(-1) * 0.25 + model.output.bias[5])
+
+
+def test_untied_output_has_its_own_matrix(tiny_model_factory):
+    model = tiny_model_factory(tie_output=False)
+    assert model.output.matrix.data_ptr() != model.tgt_embed.weight.data_ptr()
+
+
+def test_share_src_tgt_uses_one_embedding(tiny_model_factory):
+    shared = tiny_model_factory(share_src_tgt=True)
+    assert shared.src_embed is shared.tgt_embed
+    separate = tiny_model_factory(share_src_tgt=False)
+    assert separate.src_embed.weight.data_ptr() != separate.tgt_embed.weight.data_ptr()
+
+
+def test_tying_a_decoder_whose_size_differs_from_the_embeddings_is_a_config_error(tiny_model_factory):
+    with pytest.raises(ConfigError, match="tie_output"):
+        tiny_model_factory(decoder={"hidden": 24}, tie_output=True)
+    assert tiny_model_factory(decoder={"hidden": 24}, tie_output=False).output.matrix.shape == (VOCAB, 24)
+
+
+def test_luong_dot_with_mismatched_sizes_is_a_config_error(tiny_model_factory):
+    with pytest.raises(ConfigError, match="luong-dot"):
+        tiny_model_factory(encoder={"hidden": 12}, attention={"type": "luong-dot"})
+
+
+# --------------------------------------------------------------------------- fused output loss
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_chunked_output_loss_equals_projection_then_cross_entropy(monkeypatch, smoothing):
+    """Value and gradients w.r.t. hidden, weight and bias; 23 rows of V=11 in chunks of 3 rows."""
+    monkeypatch.setattr(losses, "CHUNK_ELEMENTS", 33)  # 3 rows per chunk -> 8 chunks, last one short
+    gen = torch.Generator().manual_seed(0)
+    n, d, v = 23, 8, 11
+    hidden = torch.randn(n, d, generator=gen)
+    weight = torch.randn(v, d, generator=gen)
+    bias = torch.randn(v, generator=gen)
+    target = torch.randint(1, v, (n,), generator=gen)  # non-pad targets, as the training loop passes
+
+    def value_and_grads(fn):
+        leaves = [t.clone().requires_grad_(True) for t in (hidden, weight, bias)]
+        loss = fn(*leaves)
+        (loss * 1.5).backward()  # a non-unit upstream gradient must scale the saved ones
+        return loss.detach(), [leaf.grad for leaf in leaves]
+
+    fused, fused_grads = value_and_grads(lambda h, w, b: losses.output_loss(h, w, b, target, smoothing))
+    plain, plain_grads = value_and_grads(lambda h, w, b: losses.sequence_loss(F.linear(h, w, b), target, smoothing))
+    torch.testing.assert_close(fused, plain, rtol=1e-4, atol=1e-5)
+    for name, got, want in zip(("hidden", "weight", "bias"), fused_grads, plain_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_output_loss_of_a_uniform_two_way_choice_is_ln_2_per_token():
+    hidden = torch.zeros(3, 4)
+    weight, bias = torch.randn(2, 4), torch.zeros(2)  # zero hidden -> logits [0, 0]
+    target = torch.tensor([1, 1, 1])
+    assert losses.output_loss(hidden, weight, bias, target, 0.0).item() == pytest.approx(3 * math.log(2), rel=1e-6)
+    assert losses.sequence_loss(torch.zeros(3, 2), target).item() == pytest.approx(3 * math.log(2), rel=1e-6)
