@@ -22,6 +22,15 @@ from torch import Tensor, nn
 GATES = {"lstm": 4, "gru": 3}
 
 
+def check_rnn_config(config) -> None:
+    """Shared checks of the RNN encoder and decoder configs (sizes, dropout rates)."""
+    if config.hidden <= 0 or config.layers <= 0:
+        raise ValueError("hidden and layers must be positive")
+    for name in ("dropout", "recurrent_dropout", "weight_drop"):
+        if not 0.0 <= getattr(config, name) < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)}")
+
+
 class RecurrentCell(nn.Module):
     """One LSTM or GRU layer, one time step at a time.
 

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from s2s.models.attention.base import Attention
 from s2s.models.decoders.base import Decoder, State
-from s2s.models.recurrent import RecurrentCell, variational_mask
+from s2s.models.recurrent import RecurrentCell, check_rnn_config, variational_mask
 from s2s.registry import register
 
 
@@ -40,11 +40,7 @@ class RNNDecoderConfig:
     weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.hidden <= 0 or self.layers <= 0:
-            raise ValueError("hidden and layers must be positive")
-        for name in ("dropout", "recurrent_dropout", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
+        check_rnn_config(self)
 
 
 @register("decoder", "lstm", RNNDecoderConfig)

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from s2s.models.encoders.base import Encoder
-from s2s.models.recurrent import CustomRecurrentLayer, reverse_padded
+from s2s.models.recurrent import CustomRecurrentLayer, check_rnn_config, reverse_padded
 from s2s.registry import register
 
 
@@ -31,11 +31,7 @@ class RNNEncoderConfig:
     weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.hidden <= 0 or self.layers <= 0:
-            raise ValueError("hidden and layers must be positive")
-        for name in ("dropout", "recurrent_dropout", "weight_drop"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1)")
+        check_rnn_config(self)
 
 
 class _FusedLayer(nn.Module):
