@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from s2s.models import functional as fn
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.embeddings import OutputProjection, TokenEmbedding
 from s2s.models.encoders.base import Encoder
@@ -30,7 +31,7 @@ class Seq2Seq(nn.Module):
         super().__init__()
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder, self.decoder, self.output = encoder, decoder, output
-        self.embed_dropout = nn.Dropout(embed_dropout)
+        self.embed_dropout = fn.Dropout(embed_dropout)
 
     def encode(self, src: Tensor, src_lengths: Tensor) -> tuple[State, State]:
         """src: (B, S) ids, src_lengths: (B,) -> memory, initial decoder state."""

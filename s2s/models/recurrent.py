@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from s2s.models import functional as fn
+
 GATES = {"lstm": 4, "gru": 3}
 
 
@@ -81,13 +83,13 @@ class RecurrentCell(nn.Module):
         hh = hh + self.bias_hh
         if self.kind == "lstm":
             i, f, g, o = (x_lin + hh).chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * fn.tanh(g)
             c_out = self.norm_cell(c) if self.layer_norm else c
-            return torch.sigmoid(o) * torch.tanh(c_out), c
+            return torch.sigmoid(o) * fn.tanh(c_out), c
         xr, xz, xn = x_lin.chunk(3, dim=-1)
         hr, hz, hn = hh.chunk(3, dim=-1)
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
-        n = torch.tanh(xn + r * hn)
+        n = fn.tanh(xn + r * hn)
         return (1 - z) * n + z * h, None
 
 

@@ -40,13 +40,15 @@ class _ProjectedLoss(torch.autograd.Function):
         rows = max(1, CHUNK_ELEMENTS // vocab)
         for start in range(0, h.size(0), rows):
             h_c, y_c = h[start:start + rows], target[start:start + rows]
-            z = torch.addmm(b, h_c, w.t())  # (n, V)
-            gold = z.gather(1, y_c.unsqueeze(1)).squeeze(1)
-            lse = torch.logsumexp(z, dim=1)
-            total += (lse - (1 - smoothing) * gold).sum()
+            z = torch.addmm(b, h_c, w.t())  # (n, V) logits
+            total -= (1 - smoothing) * z.gather(1, y_c.unsqueeze(1)).sum()
             if smoothing:
                 total -= smoothing / vocab * z.sum()
-            z.sub_(lse.unsqueeze(1)).exp_()  # softmax, in place
+            peak = z.amax(dim=1, keepdim=True)
+            z.sub_(peak).exp_()
+            norm = z.sum(dim=1, keepdim=True)
+            total += (peak + norm.log()).sum()  # logsumexp
+            z.mul_(norm.reciprocal_())  # softmax, in place: no second (n, V) buffer
             z.scatter_add_(1, y_c.unsqueeze(1), z.new_full((len(y_c), 1), -(1 - smoothing)))
             if smoothing:
                 z.sub_(smoothing / vocab)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from s2s.models import functional as fn
 from s2s.models.attention.base import Attention, AttentionConfig
 from s2s.registry import register
 
@@ -56,4 +57,4 @@ class LuongConcatAttention(Attention):
         return self.key_proj(memory_bank)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)
+        return self.v(fn.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)

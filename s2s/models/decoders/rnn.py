@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from s2s.models import functional as fn
 from s2s.models.attention.base import Attention
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.recurrent import RecurrentCell, check_rnn_config, variational_mask
@@ -64,7 +65,7 @@ class RNNDecoder(Decoder):
         self.attention, self.embed_dim, self.output_dim = attention, embed_dim, hidden
         self.input_feeding, self.residual = config.input_feeding, config.residual
         self.recurrent_dropout, self.weight_drop = config.recurrent_dropout, config.weight_drop
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = fn.Dropout(config.dropout)
         self.combine = nn.Linear(memory_dim + hidden, hidden, bias=False)  # W_c
         self.bridge_hidden = nn.Linear(summary_dim, layers * hidden) if config.bridge == "dense" else None
         self.bridge_cell = (nn.Linear(summary_dim, layers * hidden)
@@ -117,7 +118,7 @@ class RNNDecoder(Decoder):
             inp = h + inp if self.residual and depth else h
         if not self.attention.query_before_rnn:
             context, attn = self.attention(inp, keys, bank, pad)
-        out = self.dropout(torch.tanh(self.combine(torch.cat([context, inp], -1))))
+        out = self.dropout(fn.tanh(self.combine(torch.cat([context, inp], -1))))
         return out, new_hs, new_cs, (out if self.input_feeding else None), attn
 
     def _unpack(self, state: State):

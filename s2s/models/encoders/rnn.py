@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from s2s.models import functional as fn
 from s2s.models.encoders.base import Encoder
 from s2s.models.recurrent import CustomRecurrentLayer, check_rnn_config, reverse_padded
 from s2s.registry import register
@@ -76,7 +77,7 @@ class RNNEncoder(Encoder):
         dirs = 2 if config.bidirectional else 1
         self.output_dim = dirs * config.hidden
         self.summary_dim = config.layers * self.output_dim
-        self.residual, self.dropout = config.residual, nn.Dropout(config.dropout)
+        self.residual, self.dropout = config.residual, fn.Dropout(config.dropout)
         custom = config.layer_norm or config.recurrent_dropout > 0 or config.weight_drop > 0
         sizes = [input_size] + [self.output_dim] * (config.layers - 1)
         self.layers = nn.ModuleList(
