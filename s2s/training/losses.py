@@ -6,9 +6,9 @@ With smoothing eps the target distribution is q = (1 - eps) * onehot(gold) + eps
     dloss/dz = softmax(z) - q
 
 :func:`output_loss` fuses the output projection with this loss and processes rows in chunks:
-the (N, V) logits, their log-softmax and its gradient are never materialised whole, which on
-CPU saved about a third of the update time of the benchmark RNN (the full-size tensors were
-bandwidth- and page-fault-bound).
+the (N, V) logits, their log-softmax and its gradient are never materialised whole. On the
+benchmark RNN (2-core CPU) that moved training from 3,175 to 3,340 target tokens/s in one
+before/after run, and lowered peak memory.
 """
 
 from __future__ import annotations
