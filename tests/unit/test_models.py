@@ -118,6 +118,31 @@ def test_custom_recurrent_layer_computes_what_the_fused_kernel_computes(kind, bi
     assert not out_custom[1, 2:].any() and not out_custom[3, 1:].any()  # zero at padding
 
 
+@pytest.mark.parametrize("bidirectional", [True, False], ids=["bi", "uni"])
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_fused_layer_on_padded_input_matches_packed_sequences(kind, bidirectional):
+    """The fused layer runs the padded batch unpacked; outputs, final states and input gradients
+    must equal PyTorch's packed-sequence path, even with garbage at the padded positions."""
+    from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+    torch.manual_seed(0)
+    layer = _FusedLayer(kind, 6, 8, bidirectional).train()
+    lengths = torch.tensor([5, 2, 7, 1])
+    x = torch.randn(4, 7, 6, requires_grad=True)  # padding holds random values on purpose
+    out, h = layer(x, lengths)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    ref_out, ref_final = layer.rnn(packed)
+    ref_out, _ = pad_packed_sequence(ref_out, batch_first=True, total_length=7)
+    ref_h = (ref_final[0] if kind == "lstm" else ref_final).transpose(0, 1).reshape(4, -1)
+    torch.testing.assert_close(out, ref_out, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h, ref_h, atol=1e-5, rtol=0)
+    weights = torch.randn_like(out)
+    (grad,) = torch.autograd.grad((out * weights).sum() + h.square().sum(), x)
+    (ref_grad,) = torch.autograd.grad((ref_out * weights).sum() + ref_h.square().sum(), x)
+    torch.testing.assert_close(grad, ref_grad, atol=1e-5, rtol=0)
+    assert not grad[1, 2:].any() and not grad[3, 1:].any()  # padding gets no gradient
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_stacked_residual_encoder_gives_the_same_memory_and_summary_on_either_path(kind):
     """Whole RNNEncoder, 2 bidirectional layers with residual: weight drop (inactive in eval mode)
