@@ -1,8 +1,8 @@
 """Elementwise functions with faster CPU training kernels and unchanged inference graphs.
 
 Profiling the benchmark RNN on a 2-core CPU showed ``torch.tanh`` (about 7x slower than
-``torch.sigmoid`` on this hardware) and dropout's per-element Bernoulli draws among the largest
-costs outside matrix products. While gradients are being recorded these functions use
+``torch.sigmoid`` on this hardware) and dropout's random draws among the largest costs outside
+matrix products. While gradients are being recorded these functions use
 cheaper formulations of the same mathematics; in inference (decoding, ONNX export) they are the
 plain operators, so exported graphs and the runtime see standard ``Tanh``.
 """
@@ -35,13 +35,23 @@ def tanh(x: Tensor) -> Tensor:
 
 
 def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout; on CPU the mask comes from one uniform draw (3x cheaper than Bernoulli)."""
+    """Inverted dropout. On CPU the mask comes from 16 random bits per element.
+
+    PyTorch's CPU generator makes 64 random bits about as fast as one uniform float, so one
+    ``random_`` over int64 words yields four 16-bit lanes, each compared with a threshold:
+    about 4x less generator time than ``rand_like`` (itself 2x cheaper than Bernoulli draws).
+    The drop probability is rounded to a multiple of 2^-16 and the survivors are scaled by
+    the exact inverse of the rounded keep probability, so the expectation is unchanged.
+    """
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
         return torch.nn.functional.dropout(x, p, True)
-    keep = torch.rand_like(x).ge_(p)
-    return x * keep.to(x.dtype).mul_(1.0 / (1.0 - p))
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2 ** 63), 2 ** 63 - 1)
+    dropped = round(p * 65536)  # lanes below the threshold are dropped: probability dropped / 2^16
+    keep = words.view(torch.int16)[:n].view(x.shape) >= dropped - 32768
+    return x * keep.to(x.dtype).mul_(65536 / (65536 - dropped))
 
 
 class Dropout(torch.nn.Dropout):

@@ -76,21 +76,32 @@ class RecurrentCell(nn.Module):
         """x_lin: (B, G*H) from :meth:`input_linear`; h, c: (B, H); h_mask: (B, H) or None."""
         weight_hh = self.weight_hh if weight_hh is None else weight_hh
         h_in = h if h_mask is None else h * h_mask
-        hh = F.linear(h_in, weight_hh)
+        return self.activate(x_lin, F.linear(h_in, weight_hh), h, c)
+
+    def activate(self, x_lin: Tensor, hh: Tensor, h: Tensor, c: Tensor | None) -> tuple[Tensor, Tensor | None]:
+        """The step after both projections (given without biases): x_lin, hh (B, G*H) -> h, c."""
         if self.layer_norm:
             x_lin, hh = self.norm_ih(x_lin), self.norm_hh(hh)
         x_lin = x_lin + self.bias_ih
         hh = hh + self.bias_hh
         if self.kind == "lstm":
-            i, f, g, o = (x_lin + hh).chunk(4, dim=-1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * fn.tanh(g)
-            c_out = self.norm_cell(c) if self.layer_norm else c
-            return torch.sigmoid(o) * fn.tanh(c_out), c
+            if self.layer_norm:
+                i, f, g, o = (x_lin + hh).chunk(4, dim=-1)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * fn.tanh(g)
+                return torch.sigmoid(o) * fn.tanh(self.norm_cell(c)), c
+            return lstm_update(x_lin + hh, c)
         xr, xz, xn = x_lin.chunk(3, dim=-1)
         hr, hz, hn = hh.chunk(3, dim=-1)
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
         n = fn.tanh(xn + r * hn)
         return (1 - z) * n + z * h, None
+
+
+def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """The LSTM's pointwise step from summed pre-activations (B, 4H), gate order i, f, g, o."""
+    i, f, g, o = gates.chunk(4, dim=-1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * fn.tanh(g)
+    return torch.sigmoid(o) * fn.tanh(c), c
 
 
 def variational_mask(batch: int, hidden: int, p: float, like: Tensor) -> Tensor | None:

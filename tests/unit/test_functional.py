@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from s2s.models import functional as fn
@@ -22,14 +23,27 @@ def test_tanh_is_the_plain_operator_without_gradients():
         assert torch.equal(fn.tanh(x), torch.tanh(x))
 
 
-def test_dropout_keeps_expectation_and_rate():
+@pytest.mark.parametrize("p", [0.1, 0.25, 0.5])
+def test_dropout_keeps_expectation_and_rate(p):
     torch.manual_seed(0)
     x = torch.ones(200_000)
-    y = fn.dropout(x, 0.25, training=True)
-    dropped = (y == 0).float().mean().item()
-    assert abs(dropped - 0.25) < 0.01
-    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.75))
+    y = fn.dropout(x, p, training=True)
+    dropped = y == 0
+    assert abs(dropped.float().mean().item() - p) < 0.01
+    for lane in range(4):  # each 16-bit lane of the random words drops at the same rate
+        assert abs(dropped[lane::4].float().mean().item() - p) < 0.015
+    assert torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)), rtol=1e-4)
     assert abs(y.mean().item() - 1.0) < 0.01
+
+
+def test_dropout_mask_has_the_input_shape_and_follows_the_seed():
+    x = torch.ones(7, 5, 3)  # 105 elements: not a multiple of the four lanes per word
+    torch.manual_seed(3)
+    a = fn.dropout(x, 0.5, training=True)
+    torch.manual_seed(3)
+    b = fn.dropout(x, 0.5, training=True)
+    assert a.shape == x.shape and torch.equal(a, b)
+    assert 0 < int((a == 0).sum()) < 105
 
 
 def test_dropout_is_identity_in_eval_and_at_zero_rate():

@@ -84,6 +84,61 @@ def test_every_registered_attention_is_covered():
     assert {"bahdanau", "luong-dot", "luong-general", "luong-concat"} <= set(registry.names("attention"))
 
 
+# --------------------------------------------------------------------------- deferred weight gradients
+def test_step_linears_give_autograds_gradients_even_for_unused_steps():
+    """Three steps share W (one of them feeds nothing downstream) and a bias; W also has a
+    direct use outside the loop. Gradients equal plain F.linear's."""
+    from s2s.models.steplinear import StepLinears
+
+    gen = torch.Generator().manual_seed(0)
+    xs = [torch.randn(5, 4, generator=gen, requires_grad=True) for _ in range(3)]
+    weight = torch.randn(6, 4, generator=gen, requires_grad=True)
+    bias = torch.randn(6, generator=gen, requires_grad=True)
+    row_bias = torch.randn(5, 6, generator=gen, requires_grad=True)
+
+    def loss(linear):
+        outs = [linear(xs[0], weight, bias), linear(xs[1], weight, row_bias), linear(xs[2], weight)]
+        return (outs[0].tanh() * outs[1]).sum() + weight.square().sum()  # outs[2] unused
+
+    leaves = [*xs, weight, bias, row_bias]
+    deferred = torch.autograd.grad(loss(StepLinears(deferred=True)), leaves, allow_unused=True)
+    plain = torch.autograd.grad(loss(StepLinears(deferred=False)), leaves, allow_unused=True)
+    for got, want in zip(deferred, plain):
+        if want is None:
+            assert got is None or not got.any()
+        else:
+            torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("options", ["defaults", "regularized", "no-input-feeding"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("attention", registry.names("attention"))
+def test_teacher_forced_gradients_do_not_depend_on_deferring_weight_gradients(
+        tiny_model_factory, monkeypatch, attention, cell, options):
+    """The decoder's training pass forms each weight's gradient once for all steps; every
+    parameter's gradient must equal the one autograd forms step by step."""
+    import s2s.models.decoders.rnn as rnn_decoder
+    from s2s.models.steplinear import StepLinears
+
+    enc_opts, dec_opts = OPTION_SETS[options]
+    model = tiny_model_factory(encoder={"type": cell, "hidden": 8, **enc_opts},
+                               decoder={"type": cell, "hidden": 16, **dec_opts}, attention={"type": attention})
+    src, src_lengths, tgt_in = _batch()
+
+    def grads():
+        model.zero_grad()
+        torch.manual_seed(1)  # same dropout masks in both passes
+        model.train()(src, src_lengths, tgt_in).log_softmax(-1)[..., 5].sum().backward()
+        return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    deferred = grads()
+    monkeypatch.setattr(rnn_decoder, "StepLinears", lambda deferred: StepLinears(False))
+    plain = grads()
+    assert deferred.keys() == plain.keys() and any("decoder" in name for name in plain)
+    for name, want in plain.items():
+        torch.testing.assert_close(deferred[name], want, atol=1e-5, rtol=1e-4, msg=name)
+
+
 # --------------------------------------------------------------------------- custom == fused recurrent layers
 def _copy_fused_into_custom(fused: _FusedLayer, custom: _CustomLayer) -> None:
     directions = [("", custom.forward_rnn)]

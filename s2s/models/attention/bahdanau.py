@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from s2s.models import functional as fn
 from s2s.models.attention.base import Attention, AttentionConfig
+from s2s.models.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
 
@@ -32,6 +33,9 @@ class BahdanauAttention(Attention):
     def keys(self, memory_bank: Tensor) -> Tensor:
         return self.key_proj(memory_bank)
 
+    def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
+        return linear(query, self.query_proj.weight)
+
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return self.v(fn.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(-1)
+        return self.v(fn.tanh(keys + query.unsqueeze(1))).squeeze(-1)
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from s2s.models.steplinear import PLAIN, StepLinears
+
 
 @dataclass(frozen=True)
 class AttentionConfig:
@@ -46,16 +48,22 @@ class Attention(nn.Module):
         """Precomputed keys. memory_bank: (B, S, Hm) -> (B, S, A)."""
         return memory_bank
 
+    def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
+        """The query as :meth:`score` takes it (scorers with a query matrix apply it here,
+        through the decoder's ``linear`` so a training pass can defer its weight gradient)."""
+        return query
+
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """Unnormalised scores. query: (B, Hq), keys: (B, S, A) -> (B, S)."""
+        """Unnormalised scores. query: (B, Hq) from :meth:`project`, keys: (B, S, A) -> (B, S)."""
         raise NotImplementedError
 
-    def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor,
+                linear: StepLinears = PLAIN) -> tuple[Tensor, Tensor]:
         """query: (B, Hq); memory_bank: (B, S, Hm); src_pad_mask: (B, S) True at padding.
 
         Returns context (B, Hm) and weights (B, S) summing to 1 over real source positions.
         """
-        scores = self.score(query, keys).masked_fill(src_pad_mask, float("-inf"))
+        scores = self.score(self.project(query, linear), keys).masked_fill(src_pad_mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         context = torch.bmm(weights.unsqueeze(1), memory_bank).squeeze(1)
         return context, weights

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 from s2s.models import functional as fn
 from s2s.models.attention.base import Attention
 from s2s.models.decoders.base import Decoder, State
-from s2s.models.recurrent import RecurrentCell, check_rnn_config, variational_mask
+from s2s.models.recurrent import RecurrentCell, check_rnn_config, lstm_update, variational_mask
+from s2s.models.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
 
@@ -95,30 +96,43 @@ class RNNDecoder(Decoder):
             state["feed"] = summary.new_zeros(batch, hidden)
         return state
 
+    @property
+    def _fusable(self) -> bool:
+        """LSTM layers without layer norm take [input; hidden] times one matrix in training."""
+        return self.has_cell and not self.cells[0].layer_norm
+
     def _advance(self, x_emb: Tensor, hs: list[Tensor], cs: list[Tensor | None], feed: Tensor | None,
-                 memory: State, weights_hh: list[Tensor], masks: list[Tensor | None]):
-        """One step on per-layer lists. x_emb: (B, G*H), the embedding block of layer 0's input."""
+                 memory: State, plan: _Pass):
+        """One step on per-layer lists. x_emb: (B, G*H), the embedding block of layer 0's input
+        (with both of layer 0's biases when the plan is fused)."""
         keys, bank, pad = memory["attention_keys"], memory["memory_bank"], memory["src_pad_mask"]
+        linear = plan.linear
         extra = []
         if self.attention.query_before_rnn:
-            context, attn = self.attention(hs[-1], keys, bank, pad)
+            context, attn = self.attention(hs[-1], keys, bank, pad, linear)
             extra.append(context)
         if feed is not None:
             extra.append(feed)
-        x = x_emb
-        if extra:
-            x = x + F.linear(torch.cat(extra, -1), self.extra_weight)
         new_hs, new_cs, inp = [], [], None
         for depth, cell in enumerate(self.cells):
-            if depth:
-                x = cell.input_linear(self.dropout(inp))
-            h, c = cell(x, hs[depth], cs[depth], weights_hh[depth], masks[depth])
+            mask = plan.masks[depth]
+            h_in = hs[depth] if mask is None else hs[depth] * mask
+            below = extra if depth == 0 else [self.dropout(inp)]
+            if plan.fused:  # one product: [below; hidden] @ [W_below | W_hh]^T + biases
+                bias = x_emb if depth == 0 else plan.biases[depth]
+                h, c = lstm_update(linear(torch.cat([*below, h_in], -1), plan.matrices[depth], bias), cs[depth])
+            else:
+                if depth == 0:
+                    x = x_emb + linear(torch.cat(extra, -1), self.extra_weight) if extra else x_emb
+                else:
+                    x = linear(below[0], cell.weight_ih)
+                h, c = cell.activate(x, linear(h_in, plan.matrices[depth]), hs[depth], cs[depth])
             new_hs.append(h)
             new_cs.append(c)
             inp = h + inp if self.residual and depth else h
         if not self.attention.query_before_rnn:
-            context, attn = self.attention(inp, keys, bank, pad)
-        out = self.dropout(fn.tanh(self.combine(torch.cat([context, inp], -1))))
+            context, attn = self.attention(inp, keys, bank, pad, linear)
+        out = self.dropout(fn.tanh(linear(torch.cat([context, inp], -1), self.combine.weight)))
         return out, new_hs, new_cs, (out if self.input_feeding else None), attn
 
     def _unpack(self, state: State):
@@ -136,19 +150,43 @@ class RNNDecoder(Decoder):
 
     def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
         x_emb = self.cells[0].input_linear(prev_emb)
-        weights = [cell.weight_hh for cell in self.cells]
-        out, hs, cs, feed, attn = self._advance(x_emb, *self._unpack(state), memory, weights, [None] * len(weights))
+        plan = _Pass(PLAIN, False, [cell.weight_hh for cell in self.cells], [], [None] * len(self.cells))
+        out, hs, cs, feed, attn = self._advance(x_emb, *self._unpack(state), memory, plan)
         return out, self._pack(hs, cs, feed), attn
 
     def forward(self, tgt_emb: Tensor, state: State, memory: State) -> tuple[Tensor, Tensor]:
-        x_emb = self.cells[0].input_linear(tgt_emb)  # (B, T, G*H) at once
-        weights = [cell.recurrent_weight(self.weight_drop) for cell in self.cells]
+        """Teacher forcing over the whole target. With gradients, each weight's gradient is
+        formed once for all steps (:mod:`s2s.models.steplinear`), and LSTM layers multiply
+        [input; hidden] by one concatenated matrix with their two biases summed."""
+        cells = self.cells
+        weights_hh = [cell.recurrent_weight(self.weight_drop) for cell in cells]
         p = self.recurrent_dropout if self.training else 0.0
-        masks = [variational_mask(tgt_emb.size(0), self.output_dim, p, tgt_emb) for _ in self.cells]
+        masks = [variational_mask(tgt_emb.size(0), self.output_dim, p, tgt_emb) for _ in cells]
+        linear = StepLinears(deferred=torch.is_grad_enabled())
+        if self._fusable:
+            x_emb = F.linear(tgt_emb, cells[0].weight_ih, cells[0].bias_ih + cells[0].bias_hh)  # (B, T, G*H)
+            first = weights_hh[0] if self.extra_weight is None else torch.cat([self.extra_weight, weights_hh[0]], 1)
+            matrices = [first] + [torch.cat([c.weight_ih, w], 1) for c, w in zip(cells[1:], weights_hh[1:])]
+            plan = _Pass(linear, True, matrices, [None] + [c.bias_ih + c.bias_hh for c in cells[1:]], masks)
+        else:
+            x_emb = cells[0].input_linear(tgt_emb)  # (B, T, G*H) at once
+            plan = _Pass(linear, False, weights_hh, [], masks)
         hs, cs, feed = self._unpack(state)
         outs, attns = [], []
         for x_t in x_emb.unbind(1):  # unbind: one gradient stack, not a zero-filled copy per step
-            out, hs, cs, feed, attn = self._advance(x_t, hs, cs, feed, memory, weights, masks)
+            out, hs, cs, feed, attn = self._advance(x_t, hs, cs, feed, memory, plan)
             outs.append(out)
             attns.append(attn)
         return torch.stack(outs, 1), torch.stack(attns, 1)
+
+
+@dataclass
+class _Pass:
+    """What every step of one pass uses: the linear maps, whether LSTM layers are fused, each
+    layer's recurrent matrix (fused: [W_below | W_hh]) and summed biases, recurrent masks."""
+
+    linear: StepLinears
+    fused: bool
+    matrices: list[Tensor]
+    biases: list[Tensor | None]
+    masks: list[Tensor | None]
