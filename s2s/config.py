@@ -126,6 +126,7 @@ class DecodeConfig:
     max_len_ratio: float = opt(1.5, "max target length = ratio * source length + offset")
     max_len_offset: int = opt(10, "see max_len_ratio")
     min_len: int = opt(0, "EOS is banned before this many target tokens")
+    max_len: int = opt(0, "at most this many target tokens before EOS (0 = only max_len_ratio)")
     no_repeat_ngram: int = opt(0, "ban repeating any n-gram of this size (0 = off)")
     batch_size: int = opt(64, "sentences decoded together")
 

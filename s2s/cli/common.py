@@ -38,6 +38,7 @@ def add_decode_options(parser) -> None:
     group.add_argument("--length-penalty", type=float, dest="length_penalty", help="GNMT alpha")
     group.add_argument("--max-len-ratio", type=float, dest="max_len_ratio", help="max length / source length")
     group.add_argument("--min-len", type=int, dest="min_len", help="ban EOS before this many tokens")
+    group.add_argument("--max-len", type=int, dest="max_len", help="at most this many tokens before EOS")
     group.add_argument("--no-repeat-ngram", type=int, dest="no_repeat_ngram", help="ban repeated n-grams")
     group.add_argument("--batch-size", type=int, dest="batch_size", help="sentences per batch")
     group.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights of a run")
@@ -45,5 +46,6 @@ def add_decode_options(parser) -> None:
 
 
 def decode_options(args) -> dict:
-    names = ("beam", "n_best", "length_penalty", "max_len_ratio", "min_len", "no_repeat_ngram", "batch_size")
+    names = ("beam", "n_best", "length_penalty", "max_len_ratio", "min_len", "max_len", "no_repeat_ngram",
+             "batch_size")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}

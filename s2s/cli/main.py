@@ -9,7 +9,7 @@ import sys
 from s2s import __version__
 from s2s.errors import S2SError
 
-SUBCOMMANDS = ("train", "translate", "evaluate")
+SUBCOMMANDS = ("train", "translate", "evaluate", "export")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,10 +19,14 @@ class Hypothesis:
 
 
 def max_lengths(src_lengths: Tensor, ratio: float, offset: int, cap: int = 1024,
-                minimum: int = 0) -> Tensor:
-    """Per-sentence limit on generated tokens before EOS: ratio * |src| + offset, within [minimum, cap]."""
+                minimum: int = 0, maximum: int = 0) -> Tensor:
+    """Per-sentence limit on generated tokens before EOS: ratio * |src| + offset, within
+    [minimum, cap] (at least 1); ``maximum`` > 0 lowers the cap to it. With minimum == maximum
+    every sentence gets exactly that many tokens (a fixed-length mode for benchmarks)."""
+    if maximum > 0:
+        cap = min(cap, maximum)
     limit = (src_lengths.float() * ratio).floor().long() + offset
-    return limit.clamp(min=max(minimum, 1), max=cap)
+    return limit.clamp(min=min(max(minimum, 1), cap), max=cap)
 
 
 def search_processors(min_len: int, no_repeat_ngram: int, eos: int) -> list:

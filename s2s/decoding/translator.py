@@ -72,7 +72,8 @@ class Translator:
         rows = with_eos(ids)
         src = torch.from_numpy(pad(rows)).to(self.device)
         lengths = torch.from_numpy(np.asarray([len(r) for r in rows])).to(self.device)
-        limits = max_lengths(lengths, config.max_len_ratio, config.max_len_offset, minimum=config.min_len)
+        limits = max_lengths(lengths, config.max_len_ratio, config.max_len_offset, minimum=config.min_len,
+                             maximum=config.max_len)
         processors = search_processors(config.min_len, config.no_repeat_ngram, EOS)
         if config.beam == 1 and config.n_best == 1:
             return [[h] for h in greedy_search(self.model, src, lengths, limits, processors, config.length_penalty)]

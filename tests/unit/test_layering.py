@@ -48,7 +48,8 @@ RULES: dict[str, Rule] = {
     "decoding": rule(f"{BASE} data models decoding", "yaml datasets sentencepiece numpy torch tqdm"),
     "evaluation": rule(f"{BASE} data models decoding evaluation",
                        "yaml datasets sentencepiece numpy torch tqdm sacrebleu rouge_score"),
-    "export": rule(f"{BASE} data models decoding export",
+    # export verifies every bundle with the runtime's own searches (parity.py)
+    "export": rule(f"{BASE} data models decoding runtime export",
                    "yaml datasets sentencepiece numpy torch tqdm onnx onnxruntime"),
     # the runtime ships without torch or training code: numpy + onnxruntime + sentencepiece only
     "runtime": rule("s2s errors runtime", "numpy onnxruntime sentencepiece"),

@@ -1,0 +1,140 @@
+"""``s2s export``: a run directory in, a verified bundle out.
+
+The bundle is assembled in a temporary folder beside the target and moved into place only
+after :func:`s2s.export.parity.verify` has run PyTorch and onnxruntime side by side on it, so a
+failed export leaves any earlier bundle untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+import s2s
+from s2s.config import Recipe
+from s2s.data.vocab import BOS, EOS, PAD, UNK, vocab_paths
+from s2s.decoding.translator import load_run
+from s2s.errors import BundleError
+from s2s.export.onnx import OPSET, export_graphs
+
+FORMAT, VERSION = "s2s-bundle", 1
+
+
+def _commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _best_metrics(run_dir: Path) -> dict:
+    best: dict = {}
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if "valid_bleu" in row and row["valid_bleu"] >= best.get("valid_bleu", float("-inf")):
+                best = {k: row[k] for k in ("step", "valid_bleu", "valid_loss") if k in row}
+    return best
+
+
+def _tensor_specs(names: list[str], values: dict[str, torch.Tensor], axes: dict[int, str]) -> list[dict]:
+    specs = []
+    for name in names:
+        shape = [axes.get(i, int(n)) for i, n in enumerate(values[name].shape)]
+        specs.append({"name": name, "shape": shape, "dtype": str(values[name].dtype).removeprefix("torch.")})
+    return specs
+
+
+def quantize_int8(src: Path, dst: Path) -> None:
+    """Dynamic int8 quantization of the matrix products (weights int8, activations at run time)."""
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic pre-processing hint at WARNING
+    try:
+        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None, opset: int = OPSET,
+                  checkpoint: str = "best", sample: list[str] | None = None, test_bleu: float | None = None) -> dict:
+    """Export ``run`` to the bundle folder ``out``; returns the written ``bundle.json`` content."""
+    from s2s.export.parity import verify
+
+    run, out = Path(run), Path(out)
+    if quantize not in (None, "int8"):
+        raise BundleError(f"--quantize must be int8, got {quantize!r}")
+    recipe, vocabs, model = load_run(run, checkpoint)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        spec = export_graphs(model, work, opset)
+        variants = {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}}
+        if quantize == "int8":
+            quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx")
+            quantize_int8(work / "decoder_step.onnx", work / "decoder_step.int8.onnx")
+            variants["int8"] = {"encoder": "encoder.int8.onnx", "decoder_step": "decoder_step.int8.onnx"}
+        src_model, tgt_model = vocab_paths(run / "vocab", recipe.vocab.joint)
+        for path in {src_model, tgt_model}:
+            shutil.copy2(path, work / path.name)
+        meta = _metadata(recipe, run, checkpoint, model, spec, variants, src_model.name, tgt_model.name, opset)
+        if test_bleu is not None:
+            meta["provenance"]["metrics"]["test_bleu"] = test_bleu
+        (work / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        meta["verification"] = verify(model, vocabs, work, sample)
+        (work / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        work.chmod(0o755)  # mkdtemp made it private
+        if out.exists():
+            shutil.rmtree(out)
+        work.replace(out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    return meta
+
+
+def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants, src_name, tgt_name, opset) -> dict:
+    from s2s.export.onnx import sample_batch
+
+    src, lengths = sample_batch(model.src_embed.num_embeddings)
+    with torch.no_grad():
+        memory, state = model.encode(src, lengths)
+    decode = asdict(recipe.decode)
+    return {
+        "format": FORMAT,
+        "format_version": VERSION,
+        "model_family": "rnn",
+        "architecture": {"encoder": recipe.model.encoder.type, "attention": recipe.model.attention.type,
+                         "decoder": recipe.model.decoder.type},
+        "special_ids": {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS},
+        "vocab": {"source": src_name, "target": tgt_name, "joint": recipe.vocab.joint,
+                  "source_size": model.src_embed.num_embeddings, "target_size": model.tgt_embed.num_embeddings},
+        "max_lengths": {"source": recipe.data.max_src_len, "target": recipe.data.max_tgt_len},
+        "decode": {k: decode[k] for k in ("beam", "n_best", "length_penalty", "max_len_ratio", "max_len_offset",
+                                          "min_len", "max_len", "no_repeat_ngram", "batch_size")},
+        "graphs": {
+            "opset": opset,
+            "memory": _tensor_specs(spec.memory, memory, {0: "batch", 1: "src_len"}),
+            "state": _tensor_specs(spec.state, state, {0: "batch"}),
+            "variants": variants,
+        },
+        "provenance": {
+            "s2s_version": s2s.__version__, "commit": _commit(), "recipe": recipe.name, "run": str(run),
+            "checkpoint": checkpoint, "torch": torch.__version__,
+            "data": {"train": asdict(recipe.data.train), "hub": recipe.data.hub},
+            "metrics": _best_metrics(run),
+        },
+    }

@@ -1,0 +1,162 @@
+"""Batched greedy and beam search in numpy over a step function, twin of :mod:`s2s.decoding`.
+
+``step(tokens (N,), state, memory) -> log_probs (N, V) float32, state, attention`` with state and
+memory as dicts of batch-first arrays. The control flow, tie-breaking (lower index first) and
+float32 arithmetic follow the PyTorch searches so that both pick the same tokens; a parity test
+over a real test set holds them to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+BOS, EOS = 2, 3
+NEG_INF = np.float32(-np.inf)
+
+Step = Callable[[np.ndarray, dict, dict], tuple[np.ndarray, dict, np.ndarray]]
+
+
+@dataclass
+class Hypothesis:
+    """A finished translation: ``tokens`` exclude BOS and EOS; ``score`` is length-normalised."""
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+
+
+def normalized_score(log_prob: float, length: int, alpha: float) -> float:
+    """log P(Y|X) / ((5 + |Y|) / 6) ** alpha (Wu et al., 2016, eq. 14)."""
+    return log_prob / ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_lengths: np.ndarray, ratio: float, offset: int, cap: int = 1024, minimum: int = 0,
+                maximum: int = 0) -> np.ndarray:
+    """Tokens allowed before EOS: floor(ratio * |src|) + offset, within [minimum, cap] (at least
+    1); ``maximum`` > 0 lowers the cap to it."""
+    if maximum > 0:
+        cap = min(cap, maximum)
+    limit = np.floor(src_lengths.astype(np.float32) * np.float32(ratio)).astype(np.int64) + offset
+    return np.clip(limit, min(max(minimum, 1), cap), cap)
+
+
+class Constraints:
+    """Minimum and maximum length and no-repeat n-grams on a (N, V) log-prob array, in place."""
+
+    def __init__(self, max_lens: np.ndarray, min_len: int = 0, no_repeat_ngram: int = 0):
+        self.max_lens, self.min_len, self.n = max_lens, min_len, no_repeat_ngram
+
+    def select(self, rows: np.ndarray) -> "Constraints":
+        return Constraints(self.max_lens[rows], self.min_len, self.n)
+
+    def __call__(self, log_probs: np.ndarray, step: int, history: np.ndarray) -> np.ndarray:
+        if step < self.min_len:
+            log_probs[:, EOS] = NEG_INF
+        if self.n > 0 and step + 1 >= self.n:
+            n = self.n
+            for row, tokens in enumerate(history.tolist()):
+                prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+                banned = {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix}
+                if banned:
+                    log_probs[row, list(banned)] = NEG_INF
+        at_limit = self.max_lens <= step
+        if at_limit.any():
+            eos = log_probs[:, EOS].copy()
+            log_probs[at_limit] = NEG_INF
+            log_probs[:, EOS] = np.where(at_limit, np.maximum(eos, np.float32(-1e9)), eos)
+        return log_probs
+
+
+def take(arrays: dict, rows: np.ndarray) -> dict:
+    return {name: value[rows] for name, value in arrays.items()}
+
+
+def greedy(step: Step, memory: dict, state: dict, constraints: Constraints, length_penalty: float = 0.0) -> list[Hypothesis]:
+    batch = len(constraints.max_lens)
+    tokens = np.full(batch, BOS, dtype=np.int64)
+    history = np.empty((batch, 0), dtype=np.int64)
+    log_prob = np.zeros(batch, dtype=np.float32)
+    done = np.zeros(batch, dtype=bool)
+    for t in range(int(constraints.max_lens.max()) + 1):
+        log_probs, state, _ = step(tokens, state, memory)
+        log_probs = constraints(log_probs, t, history)
+        tokens = log_probs.argmax(-1)
+        best = log_probs[np.arange(batch), tokens]
+        tokens = np.where(done, EOS, tokens)
+        log_prob = log_prob + np.where(done, np.float32(0.0), best)
+        history = np.concatenate([history, tokens[:, None]], 1)
+        done |= tokens == EOS
+        if done.all():
+            break
+    out = []
+    for row, lp in zip(history.tolist(), log_prob.tolist()):
+        length = row.index(EOS) if EOS in row else len(row)
+        out.append(Hypothesis(row[:length], normalized_score(lp, length + 1, length_penalty), lp))
+    return out
+
+
+def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest of each row, largest first, ties to the lower index: (values, indices)."""
+    if k < values.shape[1]:
+        part = np.argpartition(-values, k - 1, axis=1)[:, :k]
+        # argpartition may cut a tie at the k-th value arbitrarily: widen to every index tied with it
+        kth = np.take_along_axis(values, part, 1).min(1, keepdims=True)
+        if (np.sum(values >= kth, axis=1) > k).any():
+            part = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    else:
+        part = np.broadcast_to(np.arange(values.shape[1]), values.shape)
+    picked = np.take_along_axis(values, part, 1)
+    order = np.lexsort((part, -picked), axis=1)
+    index = np.take_along_axis(part, order, 1)
+    return np.take_along_axis(values, index, 1), index
+
+
+def beam(step: Step, memory: dict, state: dict, constraints: Constraints, beam_size: int = 5, n_best: int = 1,
+         length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
+    k = beam_size
+    batch = len(constraints.max_lens)
+    expand = np.repeat(np.arange(batch), k)
+    memory, state = take(memory, expand), take(state, expand)
+    constraints = constraints.select(expand)
+    alive = np.arange(batch)
+    scores = np.full((batch, k), NEG_INF, dtype=np.float32)
+    scores[:, 0] = 0.0
+    history = np.empty((batch * k, 0), dtype=np.int64)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    tokens = np.full(batch * k, BOS, dtype=np.int64)
+    for t in range(int(constraints.max_lens.max()) + 1):
+        log_probs, state, _ = step(tokens, state, memory)
+        log_probs = constraints(log_probs, t, history)
+        vocab = log_probs.shape[1]
+        candidates = (scores.reshape(-1, 1) + log_probs).reshape(len(alive), k * vocab)
+        top_scores, top_index = _top(candidates, 2 * k)
+        top_beam, top_token = top_index // vocab, top_index % vocab
+        is_eos = (top_token == EOS) | np.isinf(top_scores)
+        eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])
+        for block, rank in zip(*np.nonzero(eos)):
+            sentence = int(alive[block])
+            if len(finished[sentence]) >= k:
+                continue
+            row = block * k + int(top_beam[block, rank])
+            lp = float(top_scores[block, rank])
+            finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, t + 1, length_penalty), lp))
+        done = np.array([len(finished[s]) >= k for s in alive.tolist()])
+        keep_scores, keep = _top(np.where(is_eos, NEG_INF, top_scores), k)
+        rows = (np.arange(len(alive))[:, None] * k + np.take_along_axis(top_beam, keep, 1)).reshape(-1)
+        tokens, scores = np.take_along_axis(top_token, keep, 1).reshape(-1), keep_scores
+        if done.all():
+            break
+        if done.any():  # finished sentences leave the batch
+            live = np.flatnonzero(~done)
+            alive, scores = alive[live], scores[live]
+            rows = rows.reshape(-1, k)[live].reshape(-1)
+            tokens = tokens.reshape(-1, k)[live].reshape(-1)
+            memory = take(memory, (live[:, None] * k + np.arange(k)).reshape(-1))
+        state, constraints = take(state, rows), constraints.select(rows)
+        history = np.concatenate([history[rows], tokens[:, None]], 1)
+    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]

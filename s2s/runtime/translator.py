@@ -1,0 +1,112 @@
+"""Translate with an exported bundle: onnxruntime sessions driven by the numpy searches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import sentencepiece as spm
+
+from s2s.errors import BundleError
+from s2s.runtime import search
+from s2s.runtime.bundle import Bundle, read_bundle
+
+
+def default_providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it, then CPU."""
+    available = ort.get_available_providers()
+    return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+
+
+class Translator:
+    """``Translator.load(path).translate(lines, beam=5)``; empty lines come back empty."""
+
+    def __init__(self, bundle: Bundle, variant: str = "fp32", providers: list[str] | None = None,
+                 threads: int | None = None):
+        if variant not in bundle.variants:
+            raise BundleError(f"{bundle.path}: no {variant!r} graphs (has {sorted(bundle.variants)})")
+        self.bundle, self.variant = bundle, variant
+        options = ort.SessionOptions()
+        threads = threads or int(os.environ.get("S2S_THREADS", "0") or 0)
+        if threads:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.providers = providers or default_providers()
+        files = bundle.variants[variant]
+        self.encoder = ort.InferenceSession(str(bundle.file(files["encoder"])), options, providers=self.providers)
+        self.decoder = ort.InferenceSession(str(bundle.file(files["decoder_step"])), options, providers=self.providers)
+        src, tgt = bundle.vocab_files()
+        self.src_vocab = spm.SentencePieceProcessor(model_file=str(src))
+        self.tgt_vocab = self.src_vocab if src == tgt else spm.SentencePieceProcessor(model_file=str(tgt))
+        self.defaults = dict(bundle.meta.get("decode", {}))
+        self._step_inputs = ["prev_tokens"] + [f"state.{n}" for n in bundle.state] + [f"memory.{n}" for n in bundle.memory]
+        self._step_outputs = ["log_probs"] + [f"next.{n}" for n in bundle.state] + ["attention"]
+
+    @classmethod
+    def load(cls, path: str | Path, variant: str = "fp32", providers: list[str] | None = None,
+             threads: int | None = None) -> "Translator":
+        return cls(read_bundle(path), variant, providers, threads)
+
+    # ------------------------------------------------------------------ graphs
+    def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[dict, dict]:
+        outputs = self.encoder.run(None, {"src": src, "src_lengths": src_lengths})
+        k = len(self.bundle.memory)
+        return dict(zip(self.bundle.memory, outputs[:k])), dict(zip(self.bundle.state, outputs[k:]))
+
+    def step(self, tokens: np.ndarray, state: dict, memory: dict):
+        feeds = {"prev_tokens": tokens}
+        for name in self.bundle.state:
+            feeds[f"state.{name}"] = state[name]
+        for name in self.bundle.memory:
+            feeds[f"memory.{name}"] = memory[name]
+        outputs = self.decoder.run(self._step_outputs, feeds)
+        return outputs[0], dict(zip(self.bundle.state, outputs[1:-1])), outputs[-1]
+
+    # ------------------------------------------------------------------ text
+    def _options(self, options: dict) -> dict:
+        merged = {"beam": 5, "n_best": 1, "length_penalty": 0.0, "max_len_ratio": 1.5, "max_len_offset": 10,
+                  "min_len": 0, "max_len": 0, "no_repeat_ngram": 0, "batch_size": 64}
+        merged.update({k: v for k, v in self.defaults.items() if k in merged})
+        unknown = set(options) - set(merged)
+        if unknown:
+            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {sorted(merged)}")
+        merged.update({k: v for k, v in options.items() if v is not None})
+        return merged
+
+    def hypotheses(self, lines: list[str], **options) -> list[list[search.Hypothesis]]:
+        """n-best hypotheses of each line, best first (options as :meth:`translate`)."""
+        o = self._options(options)
+        results = [[search.Hypothesis([], 0.0, 0.0)] for _ in lines]
+        ids = self.src_vocab.encode(list(lines), out_type=int)
+        todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: -len(ids[i]))
+        for start in range(0, len(todo), o["batch_size"]):
+            chunk = todo[start: start + o["batch_size"]]
+            for i, hyps in zip(chunk, self._batch([ids[i] for i in chunk], o)):
+                results[i] = hyps
+        return results
+
+    def translate(self, lines: list[str], beam: int | None = None, n_best: int | None = None,
+                  max_len_ratio: float | None = None, length_penalty: float | None = None, **options) -> list[str]:
+        """The best translation of each line, detokenized. Options default to the bundle's
+        ``decode`` section: beam, n_best, length_penalty, max_len_ratio, max_len_offset, min_len,
+        max_len, no_repeat_ngram, batch_size."""
+        hyps = self.hypotheses(lines, beam=beam, n_best=n_best, max_len_ratio=max_len_ratio,
+                               length_penalty=length_penalty, **options)
+        return [self.tgt_vocab.decode(h[0].tokens) for h in hyps]
+
+    def _batch(self, ids: list[list[int]], o: dict) -> list[list[search.Hypothesis]]:
+        rows = [list(r) + [search.EOS] for r in ids]
+        lengths = np.array([len(r) for r in rows], dtype=np.int64)
+        src = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
+        for i, r in enumerate(rows):
+            src[i, : len(r)] = r
+        limits = search.max_lengths(lengths, o["max_len_ratio"], o["max_len_offset"], minimum=o["min_len"],
+                                    maximum=o["max_len"])
+        constraints = search.Constraints(limits, o["min_len"], o["no_repeat_ngram"])
+        memory, state = self.encode(src, lengths)
+        if o["beam"] == 1 and o["n_best"] == 1:
+            return [[h] for h in search.greedy(self.step, memory, state, constraints, o["length_penalty"])]
+        return search.beam(self.step, memory, state, constraints, o["beam"], o["n_best"], o["length_penalty"])

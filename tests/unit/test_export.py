@@ -1,0 +1,165 @@
+"""ONNX export and the torch-free runtime on tiny trained runs: parity, int8, bundle errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import s2s.models  # noqa: F401  (registers the attention types parametrized below)
+from s2s import registry
+from s2s.errors import BundleError
+
+ROOT = Path(__file__).resolve().parents[2]
+CELLS = ["lstm", "gru"]
+
+
+@pytest.fixture(scope="module")
+def run_factory(tmp_path_factory, multi30k_slice):
+    """Train (once per module) a tiny run for an attention type and cell."""
+    import s2s.models  # noqa: F401
+    from s2s.config import recipe_from_dict
+    from s2s.training.loop import train
+
+    from tests.conftest import tiny_recipe_dict
+
+    runs: dict[tuple[str, str], Path] = {}
+
+    def make(attention: str, cell: str = "lstm") -> Path:
+        if (attention, cell) not in runs:
+            recipe = recipe_from_dict(tiny_recipe_dict(
+                multi30k_slice, model={"embeddings": {"dim": 16, "dropout": 0.1},
+                                       "encoder": {"type": cell, "hidden": 8, "layers": 2, "dropout": 0.1},
+                                       "attention": {"type": attention},
+                                       "decoder": {"type": cell, "hidden": 16, "layers": 2, "dropout": 0.1}},
+                train={"max_steps": 30, "valid_every": 30, "valid_bleu": False, "lr": 0.02}))
+            run = tmp_path_factory.mktemp(f"run-{attention}-{cell}")
+            train(recipe, run)
+            runs[attention, cell] = run
+        return runs[attention, cell]
+
+    return make
+
+
+def _lines(multi30k_slice) -> list[str]:
+    return multi30k_slice["test.en"].read_text(encoding="utf-8").splitlines()[:24]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("attention", registry.names("attention"))
+def test_runtime_decodes_exactly_like_pytorch(run_factory, multi30k_slice, tmp_path, attention, cell):
+    from s2s.decoding.translator import Translator as TorchTranslator
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    run = run_factory(attention, cell)
+    meta = export_bundle(run, tmp_path / "bundle")
+    assert meta["verification"]["max_abs_diff"] <= 1e-4
+    written = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
+    assert written["graphs"]["state"] and written["architecture"]["attention"] == attention
+    lines = _lines(multi30k_slice) + [""]
+    ours, theirs = TorchTranslator.from_run(run), Translator.load(tmp_path / "bundle")
+    for options in ({"beam": 1}, {"beam": 5, "n_best": 3, "length_penalty": 0.6},
+                    {"beam": 3, "min_len": 6, "max_len": 6}, {"beam": 4, "no_repeat_ngram": 2}):
+        a, b = ours.hypotheses(lines, **options), theirs.hypotheses(lines, **options)
+        assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b], options
+        for x, y in zip(a, b):
+            assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-3)
+    fixed = theirs.hypotheses(lines[:5], beam=3, min_len=6, max_len=6)
+    assert all(len(h[0].tokens) == 6 for h in fixed)
+    assert theirs.translate([""]) == [""]
+
+
+def test_int8_bundle_translates_and_is_smaller(run_factory, multi30k_slice, tmp_path):
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    meta = export_bundle(run_factory("bahdanau"), tmp_path / "b", quantize="int8")
+    assert set(meta["graphs"]["variants"]) == {"fp32", "int8"}
+    assert 0.0 <= meta["verification"]["int8_sample_agreement"] <= 1.0
+    size = {v: (tmp_path / "b" / f"decoder_step{'' if v == 'fp32' else '.int8'}.onnx").stat().st_size
+            for v in ("fp32", "int8")}
+    assert size["int8"] < size["fp32"]
+    out = Translator.load(tmp_path / "b", "int8").translate(_lines(multi30k_slice)[:4], beam=2)
+    assert len(out) == 4 and all(isinstance(s, str) for s in out)
+
+
+def test_runtime_runs_where_torch_cannot_be_imported(run_factory, multi30k_slice, tmp_path):
+    from s2s.export.bundle import export_bundle
+
+    export_bundle(run_factory("luong-general"), tmp_path / "b")
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch' or name.startswith('torch.') or name.startswith('s2s.models') \\\n"
+        "                or name.startswith('s2s.training') or name.startswith('s2s.decoding'):\n"
+        "            raise ImportError(f'{name} is blocked in this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from s2s.runtime import Translator\n"
+        f"t = Translator.load({str(tmp_path / 'b')!r})\n"
+        "print(t.translate(['A dog runs through the grass.', ''], beam=5)[1] == '')\n"
+        "print(any(m == 'torch' or m.startswith('torch.') for m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False"]
+
+
+def test_failed_verification_keeps_the_previous_bundle(run_factory, tmp_path, monkeypatch):
+    import s2s.export.parity as parity
+    from s2s.export.bundle import export_bundle
+
+    run = run_factory("bahdanau")
+    export_bundle(run, tmp_path / "b")
+    before = (tmp_path / "b" / "bundle.json").read_text()
+    monkeypatch.setattr(parity, "TOLERANCE", -1.0)  # nothing can pass
+    with pytest.raises(BundleError, match="differs from PyTorch"):
+        export_bundle(run, tmp_path / "b")
+    assert (tmp_path / "b" / "bundle.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no half-written folder left
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m.pop("special_ids"), "missing field 'special_ids'"),
+    (lambda m: m.update(format_version=99), "format_version 99 is newer"),
+    (lambda m: m["graphs"]["variants"]["fp32"].update(decoder_step="gone.onnx"), "gone.onnx, which is not in the bundle"),
+    (lambda m: m["vocab"].update(source=3), "'source' must be str"),
+])
+def test_bad_bundle_json_names_the_field(run_factory, tmp_path, edit, message):
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    export_bundle(run_factory("bahdanau"), tmp_path / "b")
+    path = tmp_path / "b" / "bundle.json"
+    meta = json.loads(path.read_text())
+    edit(meta)
+    path.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=message):
+        Translator.load(tmp_path / "b")
+    path.write_text("{not json")
+    with pytest.raises(BundleError, match="not valid JSON"):
+        Translator.load(tmp_path / "b")
+
+
+def test_translate_cli_takes_a_run_or_a_bundle(run_factory, multi30k_slice, tmp_path, capsys):
+    from s2s.cli.main import main
+    from s2s.export.bundle import export_bundle
+
+    run = run_factory("bahdanau")
+    assert main(["export", "--model", str(run), "--out", str(tmp_path / "b"), "--quantize", "int8"]) == 0
+    assert "onnxruntime == PyTorch" in capsys.readouterr().out
+    source = tmp_path / "in.txt"
+    source.write_text("\n".join(_lines(multi30k_slice)[:6] + ["", "A dog."]) + "\n")
+    outputs = []
+    for model in (run, tmp_path / "b"):
+        assert main(["translate", "--model", str(model), "--input", str(source), "--beam", "3"]) == 0
+        outputs.append(capsys.readouterr().out)
+    assert outputs[0] == outputs[1] and outputs[0].splitlines()[6] == ""
+    assert main(["translate", "--model", str(tmp_path / "b"), "--variant", "int8", "--input", str(source)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 8
