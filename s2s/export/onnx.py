@@ -104,3 +104,30 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         torch.onnx.export(step, inputs, str(out_dir / "decoder_step.onnx"), dynamo=False,
                           input_names=in_names, output_names=out_names, dynamic_axes=axes, opset_version=opset)
     return spec
+
+
+def write_topk_graph(path: Path, opset: int = OPSET) -> None:
+    """``beam_topk.onnx``, the runtime's beam selection in one call::
+
+        log_probs (N*K, V), scores (N*K, 1), shape [N, K*V] int64, k [1] int64
+            -> values (N, k), indices (N, k) into each sentence's K*V candidates, best first
+
+    ONNX TopK breaks ties by the lower index, as the PyTorch search does.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Add", ["log_probs", "scores"], ["total"]),
+             helper.make_node("Reshape", ["total", "shape"], ["blocks"]),
+             helper.make_node("TopK", ["blocks", "k"], ["values", "indices"], axis=1, largest=1, sorted=1)]
+    graph = helper.make_graph(
+        nodes, "beam_topk",
+        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["rows", "vocab"]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["rows", 1]),
+         helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
+         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+        [helper.make_tensor_value_info("values", TensorProto.FLOAT, ["batch", "k"]),
+         helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="s2s")
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

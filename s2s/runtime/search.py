@@ -114,8 +114,17 @@ def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(values, index, 1), index
 
 
+TopK = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def numpy_topk(log_probs: np.ndarray, scores: np.ndarray, blocks: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top k of ``scores + log_probs`` within each sentence's K*V candidates: (values, indices)."""
+    return _top((scores + log_probs).reshape(blocks, -1), k)
+
+
 def beam(step: Step, memory: dict, state: dict, constraints: Constraints, beam_size: int = 5, n_best: int = 1,
-         length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+         length_penalty: float = 0.0, topk: TopK = numpy_topk) -> list[list[Hypothesis]]:
+    """``topk`` picks each sentence's 2K best candidates; the runtime passes onnxruntime's TopK."""
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
     k = beam_size
@@ -133,8 +142,7 @@ def beam(step: Step, memory: dict, state: dict, constraints: Constraints, beam_s
         log_probs, state, _ = step(tokens, state, memory)
         log_probs = constraints(log_probs, t, history)
         vocab = log_probs.shape[1]
-        candidates = (scores.reshape(-1, 1) + log_probs).reshape(len(alive), k * vocab)
-        top_scores, top_index = _top(candidates, 2 * k)
+        top_scores, top_index = topk(log_probs, scores.reshape(-1, 1), len(alive), 2 * k)
         top_beam, top_token = top_index // vocab, top_index % vocab
         is_eos = (top_token == EOS) | np.isinf(top_scores)
         eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])

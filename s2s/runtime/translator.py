@@ -44,6 +44,12 @@ class Translator:
         self.defaults = dict(bundle.meta.get("decode", {}))
         self._step_inputs = ["prev_tokens"] + [f"state.{n}" for n in bundle.state] + [f"memory.{n}" for n in bundle.memory]
         self._step_outputs = ["log_probs"] + [f"next.{n}" for n in bundle.state] + ["attention"]
+        helper = bundle.meta["graphs"].get("helpers", {}).get("beam_topk")
+        self._topk = None
+        if helper and bundle.file(helper).is_file():  # beam selection in C++ instead of numpy
+            single = ort.SessionOptions()  # runs on the calling thread: no second pool spinning
+            single.intra_op_num_threads, single.inter_op_num_threads = 1, 1
+            self._topk = ort.InferenceSession(str(bundle.file(helper)), single, providers=["CPUExecutionProvider"])
 
     @classmethod
     def load(cls, path: str | Path, variant: str = "fp32", providers: list[str] | None = None,
@@ -64,6 +70,15 @@ class Translator:
             feeds[f"memory.{name}"] = memory[name]
         outputs = self.decoder.run(self._step_outputs, feeds)
         return outputs[0], dict(zip(self.bundle.state, outputs[1:-1])), outputs[-1]
+
+    def topk(self, log_probs: np.ndarray, scores: np.ndarray, blocks: int, k: int):
+        """Each sentence's k best of ``scores + log_probs`` over its K*V candidates."""
+        if self._topk is None:
+            return search.numpy_topk(log_probs, scores, blocks, k)
+        shape = np.array([blocks, -1], dtype=np.int64)
+        values, indices = self._topk.run(None, {"log_probs": log_probs, "scores": scores.astype(np.float32),
+                                                "shape": shape, "k": np.array([k], dtype=np.int64)})
+        return values, indices
 
     # ------------------------------------------------------------------ text
     def _options(self, options: dict) -> dict:
@@ -109,4 +124,5 @@ class Translator:
         memory, state = self.encode(src, lengths)
         if o["beam"] == 1 and o["n_best"] == 1:
             return [[h] for h in search.greedy(self.step, memory, state, constraints, o["length_penalty"])]
-        return search.beam(self.step, memory, state, constraints, o["beam"], o["n_best"], o["length_penalty"])
+        return search.beam(self.step, memory, state, constraints, o["beam"], o["n_best"], o["length_penalty"],
+                           self.topk)

@@ -69,6 +69,9 @@ def test_runtime_decodes_exactly_like_pytorch(run_factory, multi30k_slice, tmp_p
         assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b], options
         for x, y in zip(a, b):
             assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-3)
+    theirs._topk = None  # the numpy top-k (bundles without beam_topk.onnx) must agree too
+    a, b = ours.hypotheses(lines, beam=5, n_best=2), theirs.hypotheses(lines, beam=5, n_best=2)
+    assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b]
     fixed = theirs.hypotheses(lines[:5], beam=3, min_len=6, max_len=6)
     assert all(len(h[0].tokens) == 6 for h in fixed)
     assert theirs.translate([""]) == [""]

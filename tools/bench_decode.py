@@ -1,0 +1,102 @@
+"""Decoding speed of PyTorch eager against the torch-free runtime (fp32 and int8).
+
+    python tools/bench_decode.py --model runs/bilstm-bahdanau --json bench-results/decode.json
+    python tools/bench_decode.py --model RUN --min-len 24 --max-len 24   # identical work per engine
+
+Exports the run to a bundle (fp32 + int8) unless ``--bundle`` names one, then translates the
+first ``--limit`` lines of test_2016_flickr with each engine, greedy and beam 5, batch 1 and 32,
+with ``--threads`` threads (default 2). Batch-1 settings use the first ``--limit-batch1`` lines.
+Target tokens are the tokens of the returned best hypothesis (EOS not counted). Prints a table
+and writes one JSON row per setting: engine, batch, beam, sentences, sentences_per_s,
+target_tokens_per_s, seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("S2S_DATA") or ROOT.parent / "shared" / "data")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="run directory")
+    parser.add_argument("--bundle", help="its exported bundle (default: export into a temporary folder)")
+    parser.add_argument("--source", default=str(DATA / "multi30k" / "test_2016_flickr.en.gz"))
+    parser.add_argument("--limit", type=int, default=1000, help="lines for batch > 1")
+    parser.add_argument("--limit-batch1", type=int, default=200, help="lines for batch 1")
+    parser.add_argument("--engines", default="torch,runtime-fp32,runtime-int8")
+    parser.add_argument("--batches", default="1,32")
+    parser.add_argument("--beams", default="1,5")
+    parser.add_argument("--min-len", type=int, default=0)
+    parser.add_argument("--max-len", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="write the rows here")
+    args = parser.parse_args()
+
+    import torch
+
+    import s2s.models  # noqa: F401
+    from s2s.data.corpus import read_lines
+    from s2s.decoding.translator import Translator as TorchTranslator
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    torch.set_num_threads(args.threads)
+    lines = read_lines(args.source)
+    bundle = args.bundle
+    if bundle is None:
+        bundle = str(Path(tempfile.mkdtemp()) / "bundle")
+        export_bundle(args.model, bundle, quantize="int8")
+    engines = {}
+    for name in args.engines.split(","):
+        if name == "torch":
+            engines[name] = TorchTranslator.from_run(args.model)
+        elif name.startswith("runtime-"):
+            engines[name] = Translator.load(bundle, name.split("-", 1)[1], ["CPUExecutionProvider"], args.threads)
+        else:
+            parser.error(f"unknown engine {name}")
+    rows = []
+    for batch in map(int, args.batches.split(",")):
+        chosen = lines[: args.limit_batch1 if batch == 1 else args.limit]
+        for beam in map(int, args.beams.split(",")):
+            for name, engine in engines.items():
+                options = dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)
+                engine.hypotheses(chosen[:batch], **options)  # warm-up
+                start = time.perf_counter()
+                hyps = engine.hypotheses(chosen, **options)
+                seconds = time.perf_counter() - start
+                tokens = sum(len(h[0].tokens) for h in hyps)
+                rows.append({"engine": name, "batch": batch, "beam": beam, "sentences": len(chosen),
+                             "sentences_per_s": len(chosen) / seconds, "target_tokens_per_s": tokens / seconds,
+                             "seconds": seconds})
+                r = rows[-1]
+                print(f"{name:<13} batch {batch:>3} beam {beam}  {r['sentences_per_s']:8.1f} sent/s "
+                      f"{r['target_tokens_per_s']:9.1f} tok/s  ({len(chosen)} sentences, {seconds:.1f} s)", flush=True)
+    for batch in map(int, args.batches.split(",")):
+        for beam in map(int, args.beams.split(",")):
+            base = next((r for r in rows if r["engine"] == "torch" and r["batch"] == batch and r["beam"] == beam), None)
+            for r in rows:
+                if base and r["batch"] == batch and r["beam"] == beam and r["engine"] != "torch":
+                    print(f"{r['engine']} / torch, batch {batch} beam {beam}: "
+                          f"{r['target_tokens_per_s'] / base['target_tokens_per_s']:.2f}x")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        meta = {"model": args.model, "threads": args.threads, "min_len": args.min_len, "max_len": args.max_len,
+                "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+                "cpu_count": os.cpu_count()}
+        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
