@@ -117,3 +117,29 @@ def test_data_error_names_both_files(tmp_path, tiny_recipe_raw):
 def test_bad_model_directory(tmp_path):
     result = s2s("translate", "--model", tmp_path, stdin="hello\n")
     assert result.returncode == 2 and "not a run directory" in result.stderr
+
+
+def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
+    """tools/bench_decode.py and tools/check_parity.py on the tiny run: rows per setting, parity counts."""
+    from pathlib import Path
+
+    work, run, files = trained_run
+    root = Path(__file__).resolve().parents[2]
+    out = work / "decode.json"
+    done = subprocess.run([sys.executable, root / "tools" / "bench_decode.py", "--model", run, "--source",
+                           files["test.en"], "--limit", "6", "--limit-batch1", "2", "--min-len", "3",
+                           "--max-len", "3", "--json", out], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["engine"], r["batch"], r["beam"]) for r in rows} == {
+        (e, b, k) for e in ("torch", "runtime-fp32", "runtime-int8") for b in (1, 32) for k in (1, 5)}
+    for r in rows:  # fixed-length mode: exactly 3 tokens per sentence
+        assert r["target_tokens_per_s"] == pytest.approx(3 * r["sentences_per_s"], rel=1e-6)
+    bundle = work / "bundle"
+    assert s2s("export", "--model", run, "--out", bundle).returncode == 0
+    out = work / "parity.json"
+    done = subprocess.run([sys.executable, root / "tools" / "check_parity.py", "--model", run, "--bundle", bundle,
+                           "--source", files["test.en"], "--json", out], capture_output=True, text=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert result["sentences"] == 40 and result["differing_sentences"] == 0, done.stdout
+    assert result["max_abs_log_prob_diff"] <= 1e-4
