@@ -130,6 +130,10 @@ class DecodeConfig:
     no_repeat_ngram: int = opt(0, "ban repeating any n-gram of this size (0 = off)")
     batch_size: int = opt(64, "sentences decoded together")
 
+    def __post_init__(self) -> None:
+        if self.max_len > 0 and self.min_len > self.max_len:
+            raise ValueError(f"min_len ({self.min_len}) must not exceed max_len ({self.max_len})")
+
 
 @dataclass(frozen=True)
 class Recipe:

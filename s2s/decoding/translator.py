@@ -14,7 +14,7 @@ from s2s.data.vocab import EOS, Vocabs, load_vocabs
 from s2s.decoding.beam import beam_search
 from s2s.decoding.common import Hypothesis, max_lengths, search_processors
 from s2s.decoding.greedy import greedy_search
-from s2s.errors import BundleError
+from s2s.errors import BundleError, ConfigError
 from s2s.models.build import build_model
 from s2s.models.contract import Seq2Seq
 
@@ -53,7 +53,10 @@ class Translator:
 
     def hypotheses(self, lines: list[str], **options) -> list[list[Hypothesis]]:
         """n-best hypotheses for each line; options override the recipe's ``decode`` section."""
-        config = dataclasses.replace(self.decode, **{k: v for k, v in options.items() if v is not None})
+        try:
+            config = dataclasses.replace(self.decode, **{k: v for k, v in options.items() if v is not None})
+        except ValueError as err:
+            raise ConfigError(f"decoding options: {err}") from None
         results: list[list[Hypothesis]] = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
         ids = self.vocabs.src.encode(lines)
         todo = [i for i, line in enumerate(lines) if line.strip()]

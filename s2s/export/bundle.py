@@ -21,7 +21,7 @@ from s2s.config import Recipe
 from s2s.data.vocab import BOS, EOS, PAD, UNK, vocab_paths
 from s2s.decoding.translator import load_run
 from s2s.errors import BundleError
-from s2s.export.onnx import OPSET, export_graphs, write_topk_graph
+from s2s.export.onnx import OPSET, add_search_head, export_graphs
 
 FORMAT, VERSION = "s2s-bundle", 1
 
@@ -82,7 +82,7 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         spec = export_graphs(model, work, opset)
-        write_topk_graph(work / "beam_topk.onnx", opset)
+        add_search_head(work / "decoder_step.onnx")
         variants = {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}}
         if quantize == "int8":
             quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx")
@@ -131,7 +131,7 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "memory": _tensor_specs(spec.memory, memory, {0: "batch", 1: "src_len"}),
             "state": _tensor_specs(spec.state, state, {0: "batch"}),
             "variants": variants,
-            "helpers": {"beam_topk": "beam_topk.onnx"},
+            "search_head": True,
         },
         "provenance": {
             "s2s_version": s2s.__version__, "commit": _commit(), "recipe": recipe.name, "run": str(run),

@@ -106,28 +106,44 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
     return spec
 
 
-def write_topk_graph(path: Path, opset: int = OPSET) -> None:
-    """``beam_topk.onnx``, the runtime's beam selection in one call::
 
-        log_probs (N*K, V), scores (N*K, 1), shape [N, K*V] int64, k [1] int64
-            -> values (N, k), indices (N, k) into each sentence's K*V candidates, best first
+SEARCH_INPUTS = ("search.mask", "search.scores", "search.shape", "search.k")
 
-    ONNX TopK breaks ties by the lower index, as the PyTorch search does.
+
+def add_search_head(path: Path) -> None:
+    """Append beam selection to ``decoder_step.onnx`` so a search step is one onnxruntime call::
+
+        search.mask (M, V) float, search.scores (N, 1) float, search.shape [2] int64, search.k [1] int64
+            -> top_values, top_indices = TopK(Reshape(log_probs + mask + scores, shape), k)
+
+    ``mask`` is 0 where a token is allowed and -inf where a length or n-gram constraint bans it
+    (M = 1 when every row shares it). With ``shape = [sentences, -1]`` each row of the result
+    covers one sentence's K*V candidates. ONNX TopK breaks ties by the lower index, as the PyTorch
+    search does. The four inputs are also initializers (0, 0, [0, -1], [1]), so a caller that only
+    wants ``log_probs`` may leave them out.
     """
+    import numpy as np
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
-    nodes = [helper.make_node("Add", ["log_probs", "scores"], ["total"]),
-             helper.make_node("Reshape", ["total", "shape"], ["blocks"]),
-             helper.make_node("TopK", ["blocks", "k"], ["values", "indices"], axis=1, largest=1, sorted=1)]
-    graph = helper.make_graph(
-        nodes, "beam_topk",
-        [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["rows", "vocab"]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["rows", 1]),
-         helper.make_tensor_value_info("shape", TensorProto.INT64, [2]),
-         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
-        [helper.make_tensor_value_info("values", TensorProto.FLOAT, ["batch", "k"]),
-         helper.make_tensor_value_info("indices", TensorProto.INT64, ["batch", "k"])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="s2s")
+    model = onnx.load(str(path))
+    graph = model.graph
+    defaults = {"search.mask": np.zeros((1, 1), np.float32), "search.scores": np.zeros((1, 1), np.float32),
+                "search.shape": np.array([0, -1], np.int64), "search.k": np.array([1], np.int64)}
+    dims = {"search.mask": ["mask_rows", "mask_cols"], "search.scores": ["batch", 1], "search.shape": [2],
+            "search.k": [1]}
+    for name, value in defaults.items():
+        graph.initializer.append(numpy_helper.from_array(value, name))
+        kind = TensorProto.FLOAT if value.dtype == np.float32 else TensorProto.INT64
+        graph.input.append(helper.make_tensor_value_info(name, kind, dims[name]))
+    graph.node.extend([
+        helper.make_node("Add", ["log_probs", "search.mask"], ["search/masked"]),
+        helper.make_node("Add", ["search/masked", "search.scores"], ["search/total"]),
+        helper.make_node("Reshape", ["search/total", "search.shape"], ["search/blocks"]),
+        helper.make_node("TopK", ["search/blocks", "search.k"], ["top_values", "top_indices"], axis=1, largest=1,
+                         sorted=1),
+    ])
+    graph.output.extend([helper.make_tensor_value_info("top_values", TensorProto.FLOAT, ["blocks", "k"]),
+                         helper.make_tensor_value_info("top_indices", TensorProto.INT64, ["blocks", "k"])])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))

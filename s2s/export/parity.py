@@ -79,7 +79,7 @@ def check_search(model, runtime: Translator, ids: list[list[int]], beam: int) ->
     if beam == 1:
         theirs = [[h] for h in search.greedy(runtime.step, memory, state, constraints)]
     else:
-        theirs = search.beam(runtime.step, memory, state, constraints, beam, topk=runtime.topk)
+        theirs = search.beam(runtime.select, memory, state, constraints, runtime.vocab_size, beam)
     return sum(a[0].tokens != b[0].tokens for a, b in zip(ours, theirs))
 
 

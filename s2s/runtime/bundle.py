@@ -71,7 +71,4 @@ def read_bundle(path: str | Path) -> Bundle:
             name = _need(files, role, str, f"{where} graphs.variants.{variant}")
             if not (path / name).is_file():
                 raise BundleError(f"{where}: graphs.variants.{variant}.{role} names {name}, which is not in the bundle")
-    for role, name in graphs.get("helpers", {}).items():
-        if not (path / name).is_file():
-            raise BundleError(f"{where}: graphs.helpers.{role} names {name}, which is not in the bundle")
     return Bundle(path, meta, memory, state, variants)

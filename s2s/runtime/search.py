@@ -44,30 +44,53 @@ def max_lengths(src_lengths: np.ndarray, ratio: float, offset: int, cap: int = 1
 
 
 class Constraints:
-    """Minimum and maximum length and no-repeat n-grams on a (N, V) log-prob array, in place."""
+    """Minimum and maximum length and no-repeat n-grams, as an additive mask over the vocabulary.
+
+    The mask is 0 where a token is allowed and -inf where it is banned, so ``log_probs + mask``
+    equals what the PyTorch processors produce (adding 0 changes no value). ``max_lens`` holds each
+    row's limit: at it, only EOS is allowed.
+    """
 
     def __init__(self, max_lens: np.ndarray, min_len: int = 0, no_repeat_ngram: int = 0):
+        if min_len > int(max_lens.min(initial=min_len)):
+            raise ValueError(f"min_len ({min_len}) exceeds a maximum length ({int(max_lens.min())})")
         self.max_lens, self.min_len, self.n = max_lens, min_len, no_repeat_ngram
 
     def select(self, rows: np.ndarray) -> "Constraints":
         return Constraints(self.max_lens[rows], self.min_len, self.n)
 
-    def __call__(self, log_probs: np.ndarray, step: int, history: np.ndarray) -> np.ndarray:
-        if step < self.min_len:
-            log_probs[:, EOS] = NEG_INF
-        if self.n > 0 and step + 1 >= self.n:
-            n = self.n
-            for row, tokens in enumerate(history.tolist()):
-                prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
-                banned = {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix}
-                if banned:
-                    log_probs[row, list(banned)] = NEG_INF
+    def _ngram_bans(self, step: int, history: np.ndarray) -> dict[int, list[int]]:
+        n, bans = self.n, {}
+        if n <= 0 or step + 1 < n:
+            return bans
+        for row, tokens in enumerate(history.tolist()):
+            prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+            banned = {tokens[i + n - 1] for i in range(len(tokens) - n + 1) if tuple(tokens[i:i + n - 1]) == prefix}
+            if banned:
+                bans[row] = sorted(banned)
+        return bans
+
+    def mask(self, step: int, history: np.ndarray, vocab: int) -> np.ndarray | None:
+        """(1, V) when every row shares the mask, (N, V) when rows differ, None when nothing is banned."""
         at_limit = self.max_lens <= step
+        bans = self._ngram_bans(step, history)
+        if step >= self.min_len and not at_limit.any() and not bans:
+            return None
+        per_row = bool(bans) or not (at_limit.all() or not at_limit.any())
+        mask = np.zeros((len(at_limit) if per_row else 1, vocab), dtype=np.float32)
+        if step < self.min_len:
+            mask[:, EOS] = NEG_INF
+        for row, banned in bans.items():
+            mask[row, banned] = NEG_INF
         if at_limit.any():
-            eos = log_probs[:, EOS].copy()
-            log_probs[at_limit] = NEG_INF
-            log_probs[:, EOS] = np.where(at_limit, np.maximum(eos, np.float32(-1e9)), eos)
-        return log_probs
+            limited = at_limit if per_row else slice(None)
+            mask[limited] = NEG_INF
+            mask[limited, EOS] = 0.0
+        return mask
+
+    def __call__(self, log_probs: np.ndarray, step: int, history: np.ndarray) -> np.ndarray:
+        mask = self.mask(step, history, log_probs.shape[1])
+        return log_probs if mask is None else log_probs + mask
 
 
 def take(arrays: dict, rows: np.ndarray) -> dict:
@@ -114,17 +137,27 @@ def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(values, index, 1), index
 
 
-TopK = Callable[[np.ndarray, np.ndarray, int, int], tuple[np.ndarray, np.ndarray]]
+Select = Callable[[np.ndarray, dict, dict, np.ndarray, int, int, "np.ndarray | None"],
+                  tuple[np.ndarray, np.ndarray, dict]]
 
 
-def numpy_topk(log_probs: np.ndarray, scores: np.ndarray, blocks: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top k of ``scores + log_probs`` within each sentence's K*V candidates: (values, indices)."""
-    return _top((scores + log_probs).reshape(blocks, -1), k)
+def numpy_select(step: Step) -> Select:
+    """A beam selection over a plain step function: (log_probs + mask + scores), each sentence's top k."""
+
+    def select(tokens, state, memory, scores, blocks, k, mask):
+        log_probs, state, _ = step(tokens, state, memory)
+        if mask is not None:
+            log_probs = log_probs + mask
+        values, index = _top((log_probs + scores).reshape(blocks, -1), k)
+        return values, index, state
+
+    return select
 
 
-def beam(step: Step, memory: dict, state: dict, constraints: Constraints, beam_size: int = 5, n_best: int = 1,
-         length_penalty: float = 0.0, topk: TopK = numpy_topk) -> list[list[Hypothesis]]:
-    """``topk`` picks each sentence's 2K best candidates; the runtime passes onnxruntime's TopK."""
+def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vocab: int, beam_size: int = 5,
+         n_best: int = 1, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+    """``select(tokens, state, memory, scores (R, 1), sentences, k, mask)`` runs one decoder step and
+    returns each sentence's k best candidates (values, indices into its K*V) and the next state."""
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
     k = beam_size
@@ -139,10 +172,8 @@ def beam(step: Step, memory: dict, state: dict, constraints: Constraints, beam_s
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = np.full(batch * k, BOS, dtype=np.int64)
     for t in range(int(constraints.max_lens.max()) + 1):
-        log_probs, state, _ = step(tokens, state, memory)
-        log_probs = constraints(log_probs, t, history)
-        vocab = log_probs.shape[1]
-        top_scores, top_index = topk(log_probs, scores.reshape(-1, 1), len(alive), 2 * k)
+        mask = constraints.mask(t, history, vocab)
+        top_scores, top_index, state = select(tokens, state, memory, scores.reshape(-1, 1), len(alive), 2 * k, mask)
         top_beam, top_token = top_index // vocab, top_index % vocab
         is_eos = (top_token == EOS) | np.isinf(top_scores)
         eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])

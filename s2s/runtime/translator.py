@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import sentencepiece as spm
 
-from s2s.errors import BundleError
+from s2s.errors import BundleError, ConfigError
 from s2s.runtime import search
 from s2s.runtime.bundle import Bundle, read_bundle
 
@@ -34,6 +34,7 @@ class Translator:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # the search head's overridable defaults draw a warning per load
         self.providers = providers or default_providers()
         files = bundle.variants[variant]
         self.encoder = ort.InferenceSession(str(bundle.file(files["encoder"])), options, providers=self.providers)
@@ -44,12 +45,11 @@ class Translator:
         self.defaults = dict(bundle.meta.get("decode", {}))
         self._step_inputs = ["prev_tokens"] + [f"state.{n}" for n in bundle.state] + [f"memory.{n}" for n in bundle.memory]
         self._step_outputs = ["log_probs"] + [f"next.{n}" for n in bundle.state] + ["attention"]
-        helper = bundle.meta["graphs"].get("helpers", {}).get("beam_topk")
-        self._topk = None
-        if helper and bundle.file(helper).is_file():  # beam selection in C++ instead of numpy
-            single = ort.SessionOptions()  # runs on the calling thread: no second pool spinning
-            single.intra_op_num_threads, single.inter_op_num_threads = 1, 1
-            self._topk = ort.InferenceSession(str(bundle.file(helper)), single, providers=["CPUExecutionProvider"])
+        inputs = {i.name for i in self.decoder.get_inputs() + self.decoder.get_overridable_initializers()}
+        self.has_search_head = {"search.mask", "search.scores", "search.shape", "search.k"} <= inputs
+        self._select_outputs = ["top_values", "top_indices"] + [f"next.{n}" for n in bundle.state]
+        self.vocab_size = int(self.decoder.get_outputs()[0].shape[1]) if isinstance(
+            self.decoder.get_outputs()[0].shape[1], int) else len(self.tgt_vocab)
 
     @classmethod
     def load(cls, path: str | Path, variant: str = "fp32", providers: list[str] | None = None,
@@ -71,14 +71,22 @@ class Translator:
         outputs = self.decoder.run(self._step_outputs, feeds)
         return outputs[0], dict(zip(self.bundle.state, outputs[1:-1])), outputs[-1]
 
-    def topk(self, log_probs: np.ndarray, scores: np.ndarray, blocks: int, k: int):
-        """Each sentence's k best of ``scores + log_probs`` over its K*V candidates."""
-        if self._topk is None:
-            return search.numpy_topk(log_probs, scores, blocks, k)
-        shape = np.array([blocks, -1], dtype=np.int64)
-        values, indices = self._topk.run(None, {"log_probs": log_probs, "scores": scores.astype(np.float32),
-                                                "shape": shape, "k": np.array([k], dtype=np.int64)})
-        return values, indices
+    def select(self, tokens: np.ndarray, state: dict, memory: dict, scores: np.ndarray, blocks: int, k: int,
+               mask: np.ndarray | None):
+        """One step and the beam's choice in one onnxruntime call: each sentence's k best of
+        ``log_probs + mask + scores`` over its K*V candidates, and the next state."""
+        if not self.has_search_head:
+            return search.numpy_select(self.step)(tokens, state, memory, scores, blocks, k, mask)
+        feeds = {"prev_tokens": tokens, "search.scores": scores, "search.shape": np.array([blocks, -1], np.int64),
+                 "search.k": np.array([k], np.int64)}
+        if mask is not None:
+            feeds["search.mask"] = mask
+        for name in self.bundle.state:
+            feeds[f"state.{name}"] = state[name]
+        for name in self.bundle.memory:
+            feeds[f"memory.{name}"] = memory[name]
+        outputs = self.decoder.run(self._select_outputs, feeds)
+        return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:]))
 
     # ------------------------------------------------------------------ text
     def _options(self, options: dict) -> dict:
@@ -89,6 +97,9 @@ class Translator:
         if unknown:
             raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {sorted(merged)}")
         merged.update({k: v for k, v in options.items() if v is not None})
+        if merged["max_len"] > 0 and merged["min_len"] > merged["max_len"]:
+            raise ConfigError(f"decoding options: min_len ({merged['min_len']}) must not exceed max_len "
+                              f"({merged['max_len']})")
         return merged
 
     def hypotheses(self, lines: list[str], **options) -> list[list[search.Hypothesis]]:
@@ -124,5 +135,5 @@ class Translator:
         memory, state = self.encode(src, lengths)
         if o["beam"] == 1 and o["n_best"] == 1:
             return [[h] for h in search.greedy(self.step, memory, state, constraints, o["length_penalty"])]
-        return search.beam(self.step, memory, state, constraints, o["beam"], o["n_best"], o["length_penalty"],
-                           self.topk)
+        return search.beam(self.select, memory, state, constraints, self.vocab_size, o["beam"], o["n_best"],
+                           o["length_penalty"])

@@ -63,13 +63,14 @@ def test_runtime_decodes_exactly_like_pytorch(run_factory, multi30k_slice, tmp_p
     assert written["graphs"]["state"] and written["architecture"]["attention"] == attention
     lines = _lines(multi30k_slice) + [""]
     ours, theirs = TorchTranslator.from_run(run), Translator.load(tmp_path / "bundle")
+    assert theirs.has_search_head  # beam steps take the one-call path through the graph's search head
     for options in ({"beam": 1}, {"beam": 5, "n_best": 3, "length_penalty": 0.6},
                     {"beam": 3, "min_len": 6, "max_len": 6}, {"beam": 4, "no_repeat_ngram": 2}):
         a, b = ours.hypotheses(lines, **options), theirs.hypotheses(lines, **options)
         assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b], options
         for x, y in zip(a, b):
             assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-3)
-    theirs._topk = None  # the numpy top-k (bundles without beam_topk.onnx) must agree too
+    theirs.has_search_head = False  # the numpy selection (graphs without the search head) must agree too
     a, b = ours.hypotheses(lines, beam=5, n_best=2), theirs.hypotheses(lines, beam=5, n_best=2)
     assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b]
     fixed = theirs.hypotheses(lines[:5], beam=3, min_len=6, max_len=6)
@@ -166,3 +167,33 @@ def test_translate_cli_takes_a_run_or_a_bundle(run_factory, multi30k_slice, tmp_
     assert outputs[0] == outputs[1] and outputs[0].splitlines()[6] == ""
     assert main(["translate", "--model", str(tmp_path / "b"), "--variant", "int8", "--input", str(source)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 8
+
+
+def test_min_len_above_max_len_is_refused_by_both_engines(run_factory, tmp_path):
+    from s2s.decoding.translator import Translator as TorchTranslator
+    from s2s.errors import ConfigError
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    run = run_factory("bahdanau")
+    export_bundle(run, tmp_path / "b")
+    for engine in (TorchTranslator.from_run(run), Translator.load(tmp_path / "b")):
+        with pytest.raises(ConfigError, match=r"min_len \(5\) must not exceed max_len \(3\)"):
+            engine.translate(["A dog."], beam=2, min_len=5, max_len=3)
+
+
+def test_constraint_masks_are_shared_or_per_row():
+    import numpy as np
+
+    from s2s.runtime.search import EOS, Constraints
+
+    c = Constraints(np.array([4, 6, 6]), min_len=2, no_repeat_ngram=2)
+    history = np.array([[7, 8, 7], [5, 6, 9], [4, 5, 6]])
+    shared = c.mask(1, history[:, :1], 10)  # before min_len: only EOS banned, for every row
+    assert shared.shape == (1, 10) and np.isneginf(shared[0, EOS]) and (np.delete(shared[0], EOS) == 0).all()
+    assert c.mask(2, history[:, :2], 10) is None
+    assert np.isneginf(c.mask(2, np.array([[1, 2], [3, 4], [5, 5]]), 10)[2, 5])  # "5 5" again is banned
+    rows = c.mask(3, history, 10)  # row 0 repeats "7 8": 8 banned; no row at its limit yet
+    assert rows.shape == (3, 10) and np.isneginf(rows[0, 8]) and (rows[1:] == 0).all()
+    limit = c.mask(4, np.zeros((3, 4), dtype=np.int64) + np.arange(4) + 10, 10)  # row 0 reaches its limit
+    assert limit[0, EOS] == 0 and np.isneginf(np.delete(limit[0], EOS)).all() and (limit[1:] == 0).all()
