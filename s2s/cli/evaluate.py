@@ -12,7 +12,9 @@ def add_parser(sub) -> None:
                        description="Score --hyp against --ref, or translate --source with --model first.")
     p.add_argument("--hyp", help="hypothesis file, one line a sentence")
     p.add_argument("--ref", "--reference", dest="ref", help="reference file")
-    p.add_argument("--model", help="run directory: translate --source (default: the recipe's test split)")
+    p.add_argument("--model", help="run directory (default source: the recipe's test split), or an exported "
+                                    "bundle (needs --source and --ref)")
+    p.add_argument("--variant", default="fp32", choices=["fp32", "int8"], help="bundle graphs to use")
     p.add_argument("--source", help="source file to translate with --model")
     p.add_argument("--output", help="with --model: also write the translations here")
     p.add_argument("--metrics", default="bleu,chrf,ter", help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL")
@@ -53,6 +55,16 @@ def _translate(args, options) -> tuple[list[str], list[str]]:
     from s2s.decoding.translator import Translator
     from s2s.errors import ConfigError
 
+    from pathlib import Path
+
+    if (Path(args.model) / "bundle.json").is_file():  # an exported bundle: the torch-free runtime
+        from s2s.runtime import Translator as BundleTranslator
+
+        if not (args.source and args.ref):
+            raise ConfigError(f"{args.model} is a bundle (no recipe inside): give --source and --ref")
+        providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
+        translator = BundleTranslator.load(args.model, getattr(args, "variant", "fp32"), providers)
+        return translator.translate(read_lines(args.source), **options), read_lines(args.ref)
     translator = Translator.from_run(args.model, args.checkpoint, args.device)
     if args.source:
         if not args.ref:
@@ -60,7 +72,6 @@ def _translate(args, options) -> tuple[list[str], list[str]]:
         src, refs = read_lines(args.source), read_lines(args.ref)
     else:
         from s2s.config import load_recipe
-        from pathlib import Path
 
         test = read_split(load_recipe(Path(args.model) / "config.yaml").data, "test")
         src, refs = test.src, test.tgt

@@ -167,6 +167,16 @@ def test_translate_cli_takes_a_run_or_a_bundle(run_factory, multi30k_slice, tmp_
     assert outputs[0] == outputs[1] and outputs[0].splitlines()[6] == ""
     assert main(["translate", "--model", str(tmp_path / "b"), "--variant", "int8", "--input", str(source)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 8
+    ref = multi30k_slice["test.de"]
+    src = multi30k_slice["test.en"]
+    scores = []
+    for model in (run, tmp_path / "b"):
+        assert main(["evaluate", "--model", str(model), "--source", str(src), "--ref", str(ref), "--beam", "3",
+                     "--json"]) == 0
+        scores.append(json.loads(capsys.readouterr().out))
+    assert scores[0]["bleu"] == scores[1]["bleu"]  # same translations, same score
+    assert main(["evaluate", "--model", str(tmp_path / "b")]) == 2
+    assert "give --source and --ref" in capsys.readouterr().err
 
 
 def test_min_len_above_max_len_is_refused_by_both_engines(run_factory, tmp_path):
