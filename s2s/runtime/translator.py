@@ -43,9 +43,10 @@ class Translator:
         self.src_vocab = spm.SentencePieceProcessor(model_file=str(src))
         self.tgt_vocab = self.src_vocab if src == tgt else spm.SentencePieceProcessor(model_file=str(tgt))
         self.defaults = dict(bundle.meta.get("decode", {}))
-        self._step_inputs = ["prev_tokens"] + [f"state.{n}" for n in bundle.state] + [f"memory.{n}" for n in bundle.memory]
         self._step_outputs = ["log_probs"] + [f"next.{n}" for n in bundle.state] + ["attention"]
         inputs = {i.name for i in self.decoder.get_inputs() + self.decoder.get_overridable_initializers()}
+        # a graph drops inputs it never reads (multi-head attention reads keys/values, not the bank)
+        self._memory_fed = [n for n in bundle.memory if f"memory.{n}" in inputs]
         self.has_search_head = {"search.mask", "search.scores", "search.shape", "search.k"} <= inputs
         self._select_outputs = ["top_values", "top_indices"] + [f"next.{n}" for n in bundle.state]
         self.vocab_size = int(self.decoder.get_outputs()[0].shape[1]) if isinstance(
@@ -66,7 +67,7 @@ class Translator:
         feeds = {"prev_tokens": tokens}
         for name in self.bundle.state:
             feeds[f"state.{name}"] = state[name]
-        for name in self.bundle.memory:
+        for name in self._memory_fed:
             feeds[f"memory.{name}"] = memory[name]
         outputs = self.decoder.run(self._step_outputs, feeds)
         return outputs[0], dict(zip(self.bundle.state, outputs[1:-1])), outputs[-1]
@@ -83,7 +84,7 @@ class Translator:
             feeds["search.mask"] = mask
         for name in self.bundle.state:
             feeds[f"state.{name}"] = state[name]
-        for name in self.bundle.memory:
+        for name in self._memory_fed:
             feeds[f"memory.{name}"] = memory[name]
         outputs = self.decoder.run(self._select_outputs, feeds)
         return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:]))

@@ -81,7 +81,7 @@ def test_stepping_gives_the_teacher_forced_logits(tiny_model_factory, attention,
 
 def test_every_registered_attention_is_covered():
     """The loop above reads the registry: a newly registered scorer is tested without edits."""
-    assert {"bahdanau", "luong-dot", "luong-general", "luong-concat"} <= set(registry.names("attention"))
+    assert {"bahdanau", "luong-dot", "luong-general", "luong-concat", "multihead"} <= set(registry.names("attention"))
 
 
 # --------------------------------------------------------------------------- deferred weight gradients
