@@ -8,7 +8,10 @@ attention), joint sentencepiece vocabulary of 8000, dropout 0.2, label smoothing
 batches of about 3,500 target tokens, 2 threads.
 
 Reports steady-state target tokens/s (non-pad target tokens incl. EOS; the first
-``--warmup`` updates excluded) and peak RSS, as a table and as JSON.
+``--warmup`` updates excluded) and peak RSS, as a table and as JSON. With ``--rounds R`` the
+same ``--updates`` batches are timed R times in one process and ``target_tokens_per_s`` is the
+median round (each round's figure is listed too): this machine's speed drifts by 10% and more
+within minutes, and one process sees the same batches, allocator and threads each round.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def main() -> int:
     parser.add_argument("--arch", choices=sorted(ARCHS), default="rnn")
     parser.add_argument("--updates", type=int, default=60, help="timed updates after warm-up")
     parser.add_argument("--warmup", type=int, default=10, help="updates excluded from the figure")
+    parser.add_argument("--rounds", type=int, default=1, help="time the same updates this many times; report the median")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe overrides")
@@ -73,23 +77,28 @@ def main() -> int:
     data = prepare_data(recipe, cache)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = Trainer(recipe, Path(run_dir), data, pick_device(args.device))
-        times, tokens = [], []
         batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: args.warmup + args.updates]
-        for i, positions in enumerate(batches):
-            batch = data.train.collate(positions)
-            start = time.perf_counter()
-            loss = trainer.train_step(batch)
-            if trainer.device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = time.perf_counter() - start
-            if i >= args.warmup:
-                times.append(elapsed)
+        for positions in batches[: args.warmup]:
+            trainer.train_step(data.train.collate(positions))
+        rounds = []
+        for _ in range(max(1, args.rounds)):
+            times, tokens = [], []
+            for positions in batches[args.warmup:]:
+                batch = data.train.collate(positions)
+                start = time.perf_counter()
+                loss = trainer.train_step(batch)
+                if trainer.device.type == "cuda":
+                    torch.cuda.synchronize()
+                times.append(time.perf_counter() - start)
                 tokens.append(batch.num_tokens)
+            rounds.append((sum(tokens) / sum(times), times, tokens))
         final_loss = float(loss) / batch.num_tokens
+    speed, times, tokens = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]  # the median round
     per_update = [n / t for n, t in zip(tokens, times)]
     result = {
-        "arch": args.arch, "updates": len(times), "threads": args.threads, "device": args.device,
-        "target_tokens_per_s": sum(tokens) / sum(times),
+        "arch": args.arch, "updates": len(times), "rounds": len(rounds), "threads": args.threads,
+        "device": args.device, "target_tokens_per_s": speed,
+        "round_tokens_per_s": [round(r[0], 1) for r in rounds],
         "median_update_tokens_per_s": statistics.median(per_update),
         "median_update_s": statistics.median(times), "mean_batch_target_tokens": sum(tokens) / len(tokens),
         "peak_rss_mb": peak_rss_mb(), "final_train_loss": final_loss, "torch": torch.__version__,

@@ -143,3 +143,25 @@ def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
     result = json.loads(out.read_text())
     assert result["sentences"] == 40 and result["differing_sentences"] == 0, done.stdout
     assert result["max_abs_log_prob_diff"] <= 1e-4
+
+
+def test_training_benchmark_reports_the_median_round(tmp_path):
+    """tools/bench_train.py on a shrunken benchmark model: rounds, JSON keys, median figure."""
+    from pathlib import Path
+
+    from tests.conftest import MULTI30K
+
+    if not MULTI30K.is_dir():
+        pytest.skip("Multi30k not found")
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "train.json"
+    shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.encoder.hidden=8", "model.decoder.hidden=16",
+              "train.batch_tokens=300", "data.max_src_len=20", "data.max_tgt_len=20"]
+    done = subprocess.run([sys.executable, root / "tools" / "bench_train.py", "--updates", "3", "--warmup", "1",
+                           "--rounds", "3", "--cache", tmp_path / "cache", "--json", out,
+                           *[a for s in shrink for a in ("--set", s)]], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["rounds"] == 3 and len(result["round_tokens_per_s"]) == 3 and result["updates"] == 3
+    assert result["target_tokens_per_s"] == pytest.approx(sorted(result["round_tokens_per_s"])[1], abs=0.1)
+    assert result["peak_rss_mb"] > 0 and result["mean_batch_target_tokens"] <= 300 + 20
