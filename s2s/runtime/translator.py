@@ -49,8 +49,7 @@ class Translator:
         self._memory_fed = [n for n in bundle.memory if f"memory.{n}" in inputs]
         self.has_search_head = {"search.mask", "search.scores", "search.shape", "search.k"} <= inputs
         self._select_outputs = ["top_values", "top_indices"] + [f"next.{n}" for n in bundle.state]
-        self.vocab_size = int(self.decoder.get_outputs()[0].shape[1]) if isinstance(
-            self.decoder.get_outputs()[0].shape[1], int) else len(self.tgt_vocab)
+        self.vocab_size = int(bundle.meta["vocab"].get("target_size") or len(self.tgt_vocab))
 
     @classmethod
     def load(cls, path: str | Path, variant: str = "fp32", providers: list[str] | None = None,
