@@ -49,3 +49,13 @@ def decode_options(args) -> dict:
     names = ("beam", "n_best", "length_penalty", "max_len_ratio", "min_len", "max_len", "no_repeat_ngram",
              "batch_size")
     return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+
+
+def bundle_translator(args):
+    """The torch-free runtime's translator when ``--model`` names an exported bundle, else None."""
+    if not (Path(args.model) / "bundle.json").is_file():
+        return None
+    from s2s.runtime import Translator
+
+    providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
+    return Translator.load(args.model, args.variant, providers)

@@ -50,27 +50,26 @@ def run(args) -> int:
 
 
 def _translate(args, options) -> tuple[list[str], list[str]]:
-    import s2s.models  # noqa: F401
+    from s2s.cli.common import bundle_translator
     from s2s.data.corpus import read_lines, read_split
-    from s2s.decoding.translator import Translator
     from s2s.errors import ConfigError
 
-    from pathlib import Path
-
-    if (Path(args.model) / "bundle.json").is_file():  # an exported bundle: the torch-free runtime
-        from s2s.runtime import Translator as BundleTranslator
-
+    bundle = bundle_translator(args)
+    if bundle is not None:  # an exported bundle: the torch-free runtime
         if not (args.source and args.ref):
             raise ConfigError(f"{args.model} is a bundle (no recipe inside): give --source and --ref")
-        providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
-        translator = BundleTranslator.load(args.model, getattr(args, "variant", "fp32"), providers)
-        return translator.translate(read_lines(args.source), **options), read_lines(args.ref)
+        return bundle.translate(read_lines(args.source), **options), read_lines(args.ref)
+    import s2s.models  # noqa: F401
+    from s2s.decoding.translator import Translator
+
     translator = Translator.from_run(args.model, args.checkpoint, args.device)
     if args.source:
         if not args.ref:
             raise ConfigError("--source needs --ref")
         src, refs = read_lines(args.source), read_lines(args.ref)
     else:
+        from pathlib import Path
+
         from s2s.config import load_recipe
 
         test = read_split(load_recipe(Path(args.model) / "config.yaml").data, "test")

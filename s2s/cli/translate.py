@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from s2s.cli.common import add_decode_options, decode_options, open_output, read_input
+from s2s.cli.common import add_decode_options, bundle_translator, decode_options, open_output, read_input
 
 
 def add_parser(sub) -> None:
@@ -17,15 +17,10 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
-
     lines = read_input(args.input)
     options = decode_options(args)
-    if (Path(args.model) / "bundle.json").is_file():  # torch-free path
-        from s2s.runtime import Translator as BundleTranslator
-
-        providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
-        translator = BundleTranslator.load(args.model, args.variant, providers)
+    translator = bundle_translator(args)
+    if translator is not None:  # torch-free path
         results, decode = translator.hypotheses(lines, **options), translator.tgt_vocab.decode
     else:
         import s2s.models  # noqa: F401

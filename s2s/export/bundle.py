@@ -22,8 +22,7 @@ from s2s.data.vocab import BOS, EOS, PAD, UNK, vocab_paths
 from s2s.decoding.translator import load_run
 from s2s.errors import BundleError
 from s2s.export.onnx import OPSET, add_search_head, export_graphs
-
-FORMAT, VERSION = "s2s-bundle", 1
+from s2s.runtime.bundle import FORMAT, VERSION
 
 
 def _commit() -> str | None:
@@ -44,14 +43,6 @@ def _best_metrics(run_dir: Path) -> dict:
             if "valid_bleu" in row and row["valid_bleu"] >= best.get("valid_bleu", float("-inf")):
                 best = {k: row[k] for k in ("step", "valid_bleu", "valid_loss") if k in row}
     return best
-
-
-def _tensor_specs(names: list[str], values: dict[str, torch.Tensor], axes: dict[int, str]) -> list[dict]:
-    specs = []
-    for name in names:
-        shape = [axes.get(i, int(n)) for i, n in enumerate(values[name].shape)]
-        specs.append({"name": name, "shape": shape, "dtype": str(values[name].dtype).removeprefix("torch.")})
-    return specs
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -108,11 +99,6 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
 
 
 def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants, src_name, tgt_name, opset) -> dict:
-    from s2s.export.onnx import sample_batch
-
-    src, lengths = sample_batch(model.src_embed.num_embeddings)
-    with torch.no_grad():
-        memory, state = model.encode(src, lengths)
     decode = asdict(recipe.decode)
     return {
         "format": FORMAT,
@@ -128,8 +114,8 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
                                           "min_len", "max_len", "no_repeat_ngram", "batch_size")},
         "graphs": {
             "opset": opset,
-            "memory": _tensor_specs(spec.memory, memory, {0: "batch", 1: "src_len"}),
-            "state": _tensor_specs(spec.state, state, {0: "batch"}),
+            "memory": spec.memory_specs,
+            "state": spec.state_specs,
             "variants": variants,
             "search_head": True,
         },

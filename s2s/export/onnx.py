@@ -30,8 +30,13 @@ OPSET = 17
 
 @dataclass(frozen=True)
 class GraphSpec:
+    """Names of the memory and state tensors, in order, and their specs for ``bundle.json``
+    (name, shape with ``batch``/``src_len`` for the dynamic axes, dtype)."""
+
     memory: list[str]
     state: list[str]
+    memory_specs: list[dict]
+    state_specs: list[dict]
 
 
 class EncoderGraph(nn.Module):
@@ -67,33 +72,31 @@ def sample_batch(vocab_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return src, lengths
 
 
-def spec_of(model: Seq2Seq) -> GraphSpec:
-    src, lengths = sample_batch(model.src_embed.num_embeddings)
-    with torch.no_grad():
-        memory, state = model.encode(src, lengths)
-    return GraphSpec(list(memory), list(state))
+def _tensor_specs(values: dict[str, Tensor], axes: dict[int, str]) -> list[dict]:
+    return [{"name": name, "shape": [axes.get(i, int(n)) for i, n in enumerate(value.shape)],
+             "dtype": str(value.dtype).removeprefix("torch.")} for name, value in values.items()]
 
 
 def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpec:
     """Write ``encoder.onnx`` and ``decoder_step.onnx`` into ``out_dir``."""
     model = model.eval().cpu()
-    spec = spec_of(model)
     src, lengths = sample_batch(model.src_embed.num_embeddings)
+    batch, src_len = "batch", "src_len"
+    with torch.no_grad():
+        memory, state = model.encode(src, lengths)
+    spec = GraphSpec(list(memory), list(state), _tensor_specs(memory, {0: batch, 1: src_len}),
+                     _tensor_specs(state, {0: batch}))
     encoder = EncoderGraph(model, spec).eval()
     step = StepGraph(model, spec).eval()
-    batch, src_len = "batch", "src_len"
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and RNN notices
         enc_names = [f"memory.{n}" for n in spec.memory] + [f"state.{n}" for n in spec.state]
-        outputs = encoder(src, lengths)
         axes = {"src": {0: batch, 1: src_len}, "src_lengths": {0: batch}}
-        for name, value in zip(enc_names, outputs):
+        for name in enc_names:
             axes[name] = {0: batch, 1: src_len} if name.startswith("memory.") else {0: batch}
         torch.onnx.export(encoder, (src, lengths), str(out_dir / "encoder.onnx"), dynamo=False,
                           input_names=["src", "src_lengths"], output_names=enc_names,
                           dynamic_axes=axes, opset_version=opset)
-        memory = dict(zip(spec.memory, outputs[: len(spec.memory)]))
-        state = dict(zip(spec.state, outputs[len(spec.memory):]))
         prev = torch.full((src.size(0),), 2, dtype=torch.long)
         inputs = (prev, *(state[n] for n in spec.state), *(memory[n] for n in spec.memory))
         in_names = ["prev_tokens"] + [f"state.{n}" for n in spec.state] + [f"memory.{n}" for n in spec.memory]
@@ -104,10 +107,6 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         torch.onnx.export(step, inputs, str(out_dir / "decoder_step.onnx"), dynamo=False,
                           input_names=in_names, output_names=out_names, dynamic_axes=axes, opset_version=opset)
     return spec
-
-
-
-SEARCH_INPUTS = ("search.mask", "search.scores", "search.shape", "search.k")
 
 
 def add_search_head(path: Path) -> None:

@@ -85,11 +85,7 @@ class RecurrentCell(nn.Module):
         x_lin = x_lin + self.bias_ih
         hh = hh + self.bias_hh
         if self.kind == "lstm":
-            if self.layer_norm:
-                i, f, g, o = (x_lin + hh).chunk(4, dim=-1)
-                c = torch.sigmoid(f) * c + torch.sigmoid(i) * fn.tanh(g)
-                return torch.sigmoid(o) * fn.tanh(self.norm_cell(c)), c
-            return lstm_update(x_lin + hh, c)
+            return lstm_update(x_lin + hh, c, self.norm_cell if self.layer_norm else None)
         xr, xz, xn = x_lin.chunk(3, dim=-1)
         hr, hz, hn = hh.chunk(3, dim=-1)
         r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
@@ -97,11 +93,12 @@ class RecurrentCell(nn.Module):
         return (1 - z) * n + z * h, None
 
 
-def lstm_update(gates: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
-    """The LSTM's pointwise step from summed pre-activations (B, 4H), gate order i, f, g, o."""
+def lstm_update(gates: Tensor, c: Tensor, cell_norm: nn.Module | None = None) -> tuple[Tensor, Tensor]:
+    """The LSTM's pointwise step from summed pre-activations (B, 4H), gate order i, f, g, o;
+    ``cell_norm`` normalizes the cell state before the output gate (layer-norm LSTM)."""
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * c + torch.sigmoid(i) * fn.tanh(g)
-    return torch.sigmoid(o) * fn.tanh(c), c
+    return torch.sigmoid(o) * fn.tanh(c if cell_norm is None else cell_norm(c)), c
 
 
 def variational_mask(batch: int, hidden: int, p: float, like: Tensor) -> Tensor | None:

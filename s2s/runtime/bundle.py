@@ -20,10 +20,6 @@ class Bundle:
     state: list[str]
     variants: dict[str, dict] = field(default_factory=dict)
 
-    @property
-    def special_ids(self) -> dict[str, int]:
-        return self.meta["special_ids"]
-
     def file(self, name: str) -> Path:
         return self.path / name
 

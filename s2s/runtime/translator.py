@@ -62,13 +62,16 @@ class Translator:
         k = len(self.bundle.memory)
         return dict(zip(self.bundle.memory, outputs[:k])), dict(zip(self.bundle.state, outputs[k:]))
 
-    def step(self, tokens: np.ndarray, state: dict, memory: dict):
+    def _feeds(self, tokens: np.ndarray, state: dict, memory: dict) -> dict:
         feeds = {"prev_tokens": tokens}
         for name in self.bundle.state:
             feeds[f"state.{name}"] = state[name]
         for name in self._memory_fed:
             feeds[f"memory.{name}"] = memory[name]
-        outputs = self.decoder.run(self._step_outputs, feeds)
+        return feeds
+
+    def step(self, tokens: np.ndarray, state: dict, memory: dict):
+        outputs = self.decoder.run(self._step_outputs, self._feeds(tokens, state, memory))
         return outputs[0], dict(zip(self.bundle.state, outputs[1:-1])), outputs[-1]
 
     def select(self, tokens: np.ndarray, state: dict, memory: dict, scores: np.ndarray, blocks: int, k: int,
@@ -77,14 +80,11 @@ class Translator:
         ``log_probs + mask + scores`` over its K*V candidates, and the next state."""
         if not self.has_search_head:
             return search.numpy_select(self.step)(tokens, state, memory, scores, blocks, k, mask)
-        feeds = {"prev_tokens": tokens, "search.scores": scores, "search.shape": np.array([blocks, -1], np.int64),
-                 "search.k": np.array([k], np.int64)}
+        feeds = self._feeds(tokens, state, memory)
+        feeds.update({"search.scores": scores, "search.shape": np.array([blocks, -1], np.int64),
+                      "search.k": np.array([k], np.int64)})
         if mask is not None:
             feeds["search.mask"] = mask
-        for name in self.bundle.state:
-            feeds[f"state.{name}"] = state[name]
-        for name in self._memory_fed:
-            feeds[f"memory.{name}"] = memory[name]
         outputs = self.decoder.run(self._select_outputs, feeds)
         return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:]))
 
