@@ -111,6 +111,8 @@ class TrainConfig:
     valid_beam: int = opt(1, "beam size for validation BLEU")
     best_metric: Literal["bleu", "loss"] = opt("bleu", "metric that selects best.pt")
     patience: int = opt(0, "early stopping: validations without improvement (0 = off)")
+    average_last: int = opt(0, "keep the weights of the last K validations (checkpoints/step-N.pt) and "
+                               "average them into checkpoints/averaged.pt when training stops (0 = off)")
     log_every: int = opt(50, "write a metrics.jsonl line every N updates")
     threads: int = opt(0, "torch intra-op threads (0 = torch's default)")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "training device")

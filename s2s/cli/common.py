@@ -41,7 +41,8 @@ def add_decode_options(parser) -> None:
     group.add_argument("--max-len", type=int, dest="max_len", help="at most this many tokens before EOS")
     group.add_argument("--no-repeat-ngram", type=int, dest="no_repeat_ngram", help="ban repeated n-grams")
     group.add_argument("--batch-size", type=int, dest="batch_size", help="sentences per batch")
-    group.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights of a run")
+    group.add_argument("--checkpoint", default="best", metavar="NAME",
+                       help="which weights of a run: best, last, averaged or step-N (default: best)")
     group.add_argument("--device", default="cpu", help="cpu or cuda")
 
 

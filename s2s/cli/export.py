@@ -11,7 +11,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="bundle folder to write (replaced when the export succeeds)")
     p.add_argument("--quantize", choices=["int8"], help="also write dynamically int8-quantized graphs (CPU)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
-    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights of the run")
+    p.add_argument("--checkpoint", default="best", metavar="NAME",
+                   help="which weights of the run: best, last, averaged or step-N (default: best)")
     p.add_argument("--test-bleu", type=float, help="record this test BLEU in the bundle's provenance")
     p.set_defaults(run=run)
 

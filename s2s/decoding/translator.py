@@ -22,7 +22,11 @@ RUN_FILES = ("config.yaml", "vocab")
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Recipe, Vocabs, Seq2Seq]:
-    """Recipe, vocabularies and weights of a training run directory (``best`` or ``last``)."""
+    """Recipe, vocabularies and weights of a training run directory.
+
+    ``checkpoint`` names a file of ``checkpoints/``: ``best``, ``last``, ``averaged`` or ``step-N``;
+    a run that has not validated yet has no ``best`` and gives ``last`` instead.
+    """
     run_dir = Path(run_dir)
     for name in RUN_FILES:
         if not (run_dir / name).exists():
@@ -30,11 +34,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
     recipe = load_recipe(run_dir / "config.yaml")
     vocabs = load_vocabs(run_dir / "vocab", recipe.vocab.joint)
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file() and checkpoint == "best":
+        path = run_dir / "checkpoints" / "last.pt"
     if not path.is_file():
-        fallback = run_dir / "checkpoints" / "last.pt"
-        if not fallback.is_file():
-            raise BundleError(f"{path}: no such checkpoint (has the run saved one yet?)")
-        path = fallback
+        found = sorted(p.stem for p in (run_dir / "checkpoints").glob("*.pt"))
+        raise BundleError(f"{path}: no such checkpoint; the run has {found or 'none yet'}")
     model = build_model(recipe.model, len(vocabs.src), len(vocabs.tgt))
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
     return recipe, vocabs, model.to(device).eval()

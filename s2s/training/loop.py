@@ -30,6 +30,7 @@ from s2s.decoding.translator import Translator
 from s2s.evaluation.metrics import score
 from s2s.models.build import build_model, count_parameters
 from s2s.training import checkpoint
+from s2s.training.averaging import step_checkpoints, write_average
 from s2s.training.allocator import keep_freed_memory
 from s2s.training.losses import output_loss, sequence_loss
 from s2s.training.prepare import PreparedData, prepare_data
@@ -131,9 +132,7 @@ class Trainer:
         result = {"step": self.position.step, "epoch": self.position.epoch, "valid_loss": self.validation_loss()}
         result["valid_ppl"] = float(np.exp(min(result["valid_loss"], 50.0)))
         if c.valid_bleu:
-            translator = Translator(self.model, self.data.vocabs, self.recipe.decode, str(self.device))
-            hyps = translator.translate(self.data.valid_text.src, beam=c.valid_beam, n_best=1, batch_size=128)
-            result["valid_bleu"] = score(hyps, self.data.valid_text.tgt, ["bleu"])["bleu"]
+            result["valid_bleu"] = self._valid_bleu()
         value = result["valid_bleu"] if c.best_metric == "bleu" and c.valid_bleu else -result["valid_loss"]
         improved = self.position.best is None or value > self.position.best
         if improved:
@@ -146,7 +145,40 @@ class Trainer:
         self.save("last")
         if improved:
             self.save("best")
+        if c.average_last:
+            self._keep_step_weights(c.average_last)
         return result
+
+    def _keep_step_weights(self, keep: int) -> None:
+        """Weights only (no optimizer): ``step-N.pt`` for the last ``keep`` validations."""
+        folder = self.run_dir / "checkpoints"
+        checkpoint.save_atomic({"model": self.model.state_dict()}, folder / f"step-{self.position.step}.pt")
+        for old in step_checkpoints(folder)[:-keep]:
+            old.unlink()
+
+    def average(self) -> dict | None:
+        """Average the kept step weights into ``averaged.pt`` and score it on validation."""
+        paths = step_checkpoints(self.run_dir / "checkpoints")[-self.recipe.train.average_last:]
+        if not paths:
+            return None
+        out = write_average(paths, self.run_dir / "checkpoints" / "averaged.pt")
+        trained = {k: v.clone() for k, v in self.model.state_dict().items()}
+        self.model.load_state_dict(checkpoint.load(out)["model"])
+        try:
+            result = {"step": self.position.step, "averaged": [p.name for p in paths],
+                      "valid_loss": self.validation_loss()}
+            if self.recipe.train.valid_bleu:
+                result["valid_bleu"] = self._valid_bleu()
+        finally:
+            self.model.load_state_dict(trained)
+        self.write_metrics(result)
+        return result
+
+    def _valid_bleu(self) -> float:
+        translator = Translator(self.model, self.data.vocabs, self.recipe.decode, str(self.device))
+        hyps = translator.translate(self.data.valid_text.src, beam=self.recipe.train.valid_beam, n_best=1,
+                                    batch_size=128)
+        return score(hyps, self.data.valid_text.tgt, ["bleu"])["bleu"]
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str) -> None:
@@ -220,6 +252,13 @@ class Trainer:
         p.stopped = stop
         self.save("last")
         log.info("stopped (%s) at step %d, epoch %d, after %.1f min", stop, p.step, p.epoch, p.elapsed / 60)
+        if c.average_last and (averaged := self.average()):
+            bleu = f", valid bleu {averaged['valid_bleu']:.2f}" if "valid_bleu" in averaged else ""
+            message = (f"averaged {', '.join(averaged['averaged'])} into averaged.pt: "
+                       f"valid loss {averaged['valid_loss']:.3f}{bleu}")
+            log.info(message)
+            if c.progress:
+                tqdm.write(message)
         return p
 
     def _log_window(self, loss_sum: float, tokens: int, seconds: float) -> dict:
