@@ -98,12 +98,19 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
     return meta
 
 
+def _family(recipe: Recipe) -> str:
+    """``rnn``, ``transformer``, or ``hybrid`` when the encoder and decoder differ in kind."""
+    kinds = {"transformer" if part.type == "transformer" else "rnn"
+             for part in (recipe.model.encoder, recipe.model.decoder)}
+    return kinds.pop() if len(kinds) == 1 else "hybrid"
+
+
 def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants, src_name, tgt_name, opset) -> dict:
     decode = asdict(recipe.decode)
     return {
         "format": FORMAT,
         "format_version": VERSION,
-        "model_family": "rnn",
+        "model_family": _family(recipe),
         "architecture": {"encoder": recipe.model.encoder.type, "attention": recipe.model.attention.type,
                          "decoder": recipe.model.decoder.type},
         "special_ids": {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS},

@@ -10,7 +10,8 @@
         -> log_probs (N, V) float32, next.<name>... (the state after the step), attention (N, S)
 
 Memory and state are the flat dicts of the decoding contract, in the order ``encode``
-returns them; their names go into ``bundle.json``. The step ends in ``log_softmax`` so a search
+returns them; their names go into ``bundle.json``, with the dynamic axes of each (``batch``,
+``src_len``, and ``steps`` for a transformer's key/value caches, which grow by one per step). The step ends in ``log_softmax`` so a search
 reads log-probabilities directly. N and S are dynamic axes.
 """
 
@@ -84,16 +85,19 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
     batch, src_len = "batch", "src_len"
     with torch.no_grad():
         memory, state = model.encode(src, lengths)
+    state_axes = {name: {0: batch, **model.decoder.state_axes().get(name, {})} for name in state}
     spec = GraphSpec(list(memory), list(state), _tensor_specs(memory, {0: batch, 1: src_len}),
-                     _tensor_specs(state, {0: batch}))
+                     [_tensor_specs({name: state[name]}, state_axes[name])[0] for name in state])
     encoder = EncoderGraph(model, spec).eval()
     step = StepGraph(model, spec).eval()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and RNN notices
         enc_names = [f"memory.{n}" for n in spec.memory] + [f"state.{n}" for n in spec.state]
         axes = {"src": {0: batch, 1: src_len}, "src_lengths": {0: batch}}
-        for name in enc_names:
-            axes[name] = {0: batch, 1: src_len} if name.startswith("memory.") else {0: batch}
+        for name in spec.memory:
+            axes[f"memory.{name}"] = {0: batch, 1: src_len}
+        for name in spec.state:
+            axes[f"state.{name}"] = state_axes[name]
         torch.onnx.export(encoder, (src, lengths), str(out_dir / "encoder.onnx"), dynamo=False,
                           input_names=["src", "src_lengths"], output_names=enc_names,
                           dynamic_axes=axes, opset_version=opset)
@@ -104,6 +108,9 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         axes = {name: {0: batch} for name in in_names + out_names}
         for name in [f"memory.{n}" for n in spec.memory] + ["attention"]:
             axes[name] = {0: batch, 1: src_len}
+        for name in spec.state:  # a growing cache has one more position after the step
+            axes[f"state.{name}"] = state_axes[name]
+            axes[f"next.{name}"] = {i: f"next_{label}" if i else label for i, label in state_axes[name].items()}
         torch.onnx.export(step, inputs, str(out_dir / "decoder_step.onnx"), dynamo=False,
                           input_names=in_names, output_names=out_names, dynamic_axes=axes, opset_version=opset)
     return spec

@@ -24,12 +24,20 @@ def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -
         raise ConfigError("model.embeddings.share_src_tgt needs one joint vocabulary (vocab.joint: true)")
     src_embed = TokenEmbedding(src_vocab_size, emb.dim)
     tgt_embed = src_embed if emb.share_src_tgt else TokenEmbedding(tgt_vocab_size, emb.dim)
+    decoder_cls = _entry("decoder", config.decoder.type).cls
+    attention_cls = _entry("attention", config.attention.type).cls
+    allowed = getattr(decoder_cls, "attention_types", None)
+    if allowed is not None and config.attention.type not in allowed:
+        raise ConfigError(f"model.decoder.type = {config.decoder.type!r} attends with model.attention.type in "
+                          f"{list(allowed)}, got {config.attention.type!r}")
     try:
         encoder = _entry("encoder", config.encoder.type).cls.from_config(config.encoder, emb.dim)
-        attention = _entry("attention", config.attention.type).cls.from_config(
-            config.attention, config.decoder.hidden, encoder.output_dim)
-        decoder = _entry("decoder", config.decoder.type).cls.from_config(
-            config.decoder, emb.dim, encoder.output_dim, encoder.summary_dim, attention)
+
+        def make_attention(**extra):  # decoders make one scorer, or one per layer
+            return attention_cls.from_config(config.attention, config.decoder.hidden, encoder.output_dim, **extra)
+
+        decoder = decoder_cls.from_config(config.decoder, emb.dim, encoder.output_dim, encoder.summary_dim,
+                                          make_attention)
         output = OutputProjection(decoder.output_dim, tgt_vocab_size, tgt_embed if emb.tie_output else None)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -43,3 +44,33 @@ class OutputProjection(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.matrix, self.bias)
+
+
+class Positions(nn.Module):
+    """Position encodings added to token embeddings: sinusoidal (Vaswani et al., 2017, section
+    3.5, PE(p, 2i) = sin(p / 10000^(2i/d)), PE(p, 2i+1) = cos(...)) or learned (Gehring et al., 2017).
+
+    ``forward(positions)`` takes integer positions of any shape and returns (..., D); the
+    sinusoidal table is a non-persistent buffer, so checkpoints do not carry it.
+    """
+
+    def __init__(self, kind: str, dim: int, max_positions: int):
+        super().__init__()
+        self.kind, self.max_positions = kind, max_positions
+        if kind == "learned":
+            self.table = nn.Embedding(max_positions, dim)
+            nn.init.normal_(self.table.weight, 0.0, dim ** -0.5)
+        elif kind == "sinusoidal":
+            position = torch.arange(max_positions, dtype=torch.float32).unsqueeze(1)
+            rate = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+            table = torch.zeros(max_positions, dim)
+            table[:, 0::2] = torch.sin(position * rate)
+            table[:, 1::2] = torch.cos(position * rate[: dim // 2])
+            self.register_buffer("sinusoid", table, persistent=False)
+        else:
+            raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {kind!r}")
+
+    def forward(self, positions: Tensor) -> Tensor:
+        if self.kind == "learned":
+            return self.table(positions)
+        return F.embedding(positions, self.sinusoid)

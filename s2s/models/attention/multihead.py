@@ -41,7 +41,8 @@ class MultiHeadAttentionConfig:
 
 @register("attention", "multihead", MultiHeadAttentionConfig)
 class MultiHeadAttention(Attention):
-    def __init__(self, query_dim: int, memory_dim: int, heads: int = 4, hidden: int = 0, dropout: float = 0.0):
+    def __init__(self, query_dim: int, memory_dim: int, heads: int = 4, hidden: int = 0, dropout: float = 0.0,
+                 out_dim: int = 0):
         super().__init__(query_dim, memory_dim)
         hidden = hidden or memory_dim
         if hidden % heads:
@@ -50,11 +51,13 @@ class MultiHeadAttention(Attention):
         self.heads, self.hidden, self.dropout = heads, hidden, dropout
         self.query_proj = nn.Linear(query_dim, hidden, bias=False)  # W^Q
         self.key_value_proj = nn.Linear(memory_dim, 2 * hidden, bias=False)  # [W^K; W^V]
-        self.out_proj = nn.Linear(hidden, memory_dim, bias=False)  # W^O
+        self.out_proj = nn.Linear(hidden, out_dim or memory_dim, bias=False)  # W^O
 
     @classmethod
-    def from_config(cls, config: MultiHeadAttentionConfig, query_dim: int, memory_dim: int) -> "MultiHeadAttention":
-        return cls(query_dim, memory_dim, config.heads, config.hidden, config.dropout)
+    def from_config(cls, config: MultiHeadAttentionConfig, query_dim: int, memory_dim: int,
+                    out_dim: int = 0) -> "MultiHeadAttention":
+        """``out_dim``: context size (default the memory size; a transformer decoder asks for its own)."""
+        return cls(query_dim, memory_dim, config.heads, config.hidden, config.dropout, out_dim)
 
     def keys(self, memory_bank: Tensor) -> Tensor:
         """(B, S, Hm) -> keys and values side by side: (B, S, 2 * hidden)."""
@@ -74,3 +77,25 @@ class MultiHeadAttention(Attention):
         context = torch.matmul(F.dropout(weights, self.dropout, self.training), v)  # (B, heads, 1, d)
         context = linear(context.reshape(batch, self.hidden), self.out_proj.weight)
         return context, weights.squeeze(2).mean(1)
+
+    def attend(self, queries: Tensor, keys: Tensor, src_pad_mask: Tensor,
+               need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """All target positions at once (a transformer decoder's teacher-forced pass).
+
+        queries: (B, T, Hq); keys: (B, S, 2 * hidden) from :meth:`keys` -> context (B, T, out_dim)
+        and, with ``need_weights``, the heads' mean attention (B, T, S). Without weights it runs
+        ``scaled_dot_product_attention`` (fused kernels on GPU).
+        """
+        batch, tgt_len = queries.shape[:2]
+        heads, size = self.heads, self.hidden // self.heads
+        q = self.query_proj(queries).view(batch, tgt_len, heads, size).transpose(1, 2)  # (B, heads, T, d)
+        k, v = keys.unflatten(-1, (2, heads, size)).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, S, d)
+        visible = ~src_pad_mask.view(batch, 1, 1, -1)
+        dropout = self.dropout if self.training else 0.0
+        if need_weights:
+            scores = torch.matmul(q * size ** -0.5, k.transpose(-1, -2)).masked_fill(~visible, float("-inf"))
+            weights = torch.softmax(scores, -1)
+            context, mean = torch.matmul(F.dropout(weights, dropout, self.training), v), weights.mean(1)
+        else:
+            context, mean = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout), None
+        return self.out_proj(context.transpose(1, 2).reshape(batch, tgt_len, self.hidden)), mean

@@ -27,6 +27,11 @@ class Decoder(nn.Module):
     def init_state(self, summary: Tensor, memory: State) -> State:
         raise NotImplementedError
 
+    def state_axes(self) -> dict[str, dict[int, str]]:
+        """State tensors with dynamic axes besides the batch (axis -> name), e.g. a cache that
+        grows by one position per step; ONNX export declares them."""
+        return {}
+
     def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
         """prev_emb: (B, E) -> output (B, output_dim), next state, attention (B, S)."""
         raise NotImplementedError

@@ -14,7 +14,7 @@ and then runs the same :meth:`RNNDecoder._advance` as :meth:`RNNDecoder.step`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Callable, Literal
 
 import torch
 import torch.nn.functional as F
@@ -74,8 +74,8 @@ class RNNDecoder(Decoder):
 
     @classmethod
     def from_config(cls, config: RNNDecoderConfig, embed_dim: int, memory_dim: int, summary_dim: int,
-                    attention: Attention) -> "RNNDecoder":
-        return cls(config.type, embed_dim, memory_dim, summary_dim, attention, config)
+                    make_attention: Callable[..., Attention]) -> "RNNDecoder":
+        return cls(config.type, embed_dim, memory_dim, summary_dim, make_attention(), config)
 
     @property
     def has_cell(self) -> bool:

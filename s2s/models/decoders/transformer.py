@@ -1,0 +1,107 @@
+"""Transformer decoder (Vaswani et al., 2017, section 3.1) with explicit key/value caches.
+
+Each layer: causal self-attention, multi-head cross-attention over the encoder memory (the
+recipe's ``attention: {type: multihead}``), feed-forward. Its step state is flat and named, as
+the decoding contract requires::
+
+    position     (B,)             int64, the position of the token being fed
+    self_kv.<i>  (B, t, 2*hidden) layer i's self-attention keys and values of the t tokens so far
+
+and the memory carries each layer's projected cross-attention keys and values,
+``cross_kv.<i>`` (B, S, 2*attention.hidden), computed once per source. Beam search reorders the
+caches with the same row selection as any other state, and the step exports to one ONNX graph
+whose caches grow by one position per call.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from s2s.models.attention.multihead import MultiHeadAttention
+from s2s.models.decoders.base import Decoder, State
+from s2s.models.transformer import FeedForward, InputLayer, Residual, SelfAttention, TransformerConfig
+from s2s.registry import register
+
+
+class TransformerDecoderLayer(nn.Module):
+    def __init__(self, config: TransformerConfig, cross_attention: MultiHeadAttention):
+        super().__init__()
+        self.self_attention = SelfAttention(config.hidden, config.heads, config.attention_dropout)
+        self.cross_attention = cross_attention
+        self.feed_forward = FeedForward(config)
+        self.self_block, self.cross_block, self.ffn_block = (
+            Residual(config.hidden, config.dropout, config.pre_norm) for _ in range(3))
+
+    def forward(self, x: Tensor, keys: Tensor, src_pad_mask: Tensor, need_weights: bool):
+        """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S)."""
+        x = self.self_block(x, lambda h: self.self_attention(h, causal=True))
+        x, weights = self.cross_block(x, lambda h: self.cross_attention.attend(h, keys, src_pad_mask, need_weights))
+        return self.ffn_block(x, self.feed_forward), weights
+
+    def step(self, x: Tensor, cache: Tensor, keys: Tensor, bank: Tensor, src_pad_mask: Tensor):
+        """x: (B, H), cache: (B, t, 2H) -> (B, H), cache (B, t + 1, 2H), cross-attention (B, S)."""
+        x, cache = self.self_block(x, lambda h: self.self_attention.step(h, cache))
+        x, weights = self.cross_block(x, lambda h: self.cross_attention(h, keys, bank, src_pad_mask))
+        return self.ffn_block(x, self.feed_forward), cache, weights
+
+
+@register("decoder", "transformer", TransformerConfig)
+class TransformerDecoder(Decoder):
+    attention_types = ("multihead",)  # what `attention.type` may name for this decoder
+
+    def __init__(self, embed_dim: int, config: TransformerConfig, make_attention: Callable[..., nn.Module]):
+        super().__init__()
+        self.input = InputLayer(embed_dim, config)
+        cross = [make_attention(out_dim=config.hidden) for _ in range(config.layers)]
+        if not all(isinstance(c, MultiHeadAttention) for c in cross):
+            raise ValueError("a transformer decoder needs attention.type: multihead")
+        self.layers = nn.ModuleList(TransformerDecoderLayer(config, c) for c in cross)
+        self.final_norm = nn.LayerNorm(config.hidden) if config.pre_norm else None
+        self.hidden, self.output_dim = config.hidden, config.hidden
+
+    @classmethod
+    def from_config(cls, config: TransformerConfig, embed_dim: int, memory_dim: int, summary_dim: int,
+                    make_attention: Callable[..., nn.Module]) -> "TransformerDecoder":
+        return cls(embed_dim, config, make_attention)
+
+    def precompute(self, memory: State) -> State:
+        bank = memory["memory_bank"]
+        return {f"cross_kv.{i}": layer.cross_attention.keys(bank) for i, layer in enumerate(self.layers)}
+
+    def init_state(self, summary: Tensor, memory: State) -> State:
+        """Empty caches (B, 0, 2H) and position 0; the encoder's summary is not used."""
+        bank = memory["memory_bank"]
+        state = {"position": torch.zeros_like(memory["src_pad_mask"][:, 0], dtype=torch.long)}
+        for i in range(len(self.layers)):
+            state[f"self_kv.{i}"] = bank.new_zeros(bank.size(0), 0, 2 * self.hidden)
+        return state
+
+    def state_axes(self) -> dict[str, dict[int, str]]:
+        return {f"self_kv.{i}": {1: "steps"} for i in range(len(self.layers))}
+
+    def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
+        position = state["position"]
+        x = self.input(prev_emb, position)
+        next_state = {"position": position + 1}
+        for i, layer in enumerate(self.layers):
+            x, next_state[f"self_kv.{i}"], attn = layer.step(
+                x, state[f"self_kv.{i}"], memory[f"cross_kv.{i}"], memory["memory_bank"], memory["src_pad_mask"])
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, next_state, attn
+
+    def forward(self, tgt_emb: Tensor, state: State, memory: State) -> tuple[Tensor, Tensor]:
+        """Teacher forcing from the initial (empty) state: causal self-attention over the whole
+        target. Only the last layer computes explicit cross-attention weights; the others run
+        fused attention."""
+        self.input.check_length(tgt_emb.size(1), "a target")
+        x = self.input(tgt_emb, torch.arange(tgt_emb.size(1), device=tgt_emb.device))
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            x, attn = layer(x, memory[f"cross_kv.{i}"], memory["src_pad_mask"], need_weights=i == last)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, attn

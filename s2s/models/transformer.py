@@ -1,0 +1,134 @@
+"""Pieces shared by the transformer encoder and decoder (Vaswani et al., 2017).
+
+Each sub-layer (self-attention, cross-attention, feed-forward) sits in a residual block, with
+layer normalization after the residual sum (post-norm, the paper's section 5.4 layout) or
+before the sub-layer (pre-norm, Xiong et al., 2020; a final normalization then closes the
+stack). Full-sequence attention uses ``F.scaled_dot_product_attention`` so GPUs get fused
+kernels; the decoder's one-query step uses explicit products over its key/value cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from s2s.models import functional as fn
+from s2s.models.embeddings import Positions
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    type: str = "transformer"
+    hidden: int = 256  # d_model
+    layers: int = 3
+    heads: int = 4
+    ffn: int = 1024  # inner size of the position-wise feed-forward network
+    dropout: float = 0.1  # on embeddings+positions and on each sub-layer's output
+    attention_dropout: float = 0.0  # on self-attention weights (cross-attention: attention.dropout)
+    activation_dropout: float = 0.0  # inside the feed-forward network, after the activation
+    activation: Literal["relu", "gelu"] = "relu"
+    pre_norm: bool = True
+    positions: Literal["sinusoidal", "learned"] = "sinusoidal"
+    max_positions: int = 1024
+    scale_embeddings: bool = True  # multiply token embeddings by sqrt(hidden) (section 3.4)
+
+    def __post_init__(self) -> None:
+        if min(self.hidden, self.layers, self.heads, self.ffn, self.max_positions) <= 0:
+            raise ValueError("hidden, layers, heads, ffn and max_positions must be positive")
+        if self.hidden % self.heads:
+            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        for name in ("dropout", "attention_dropout", "activation_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+class InputLayer(nn.Module):
+    """Token embeddings (B, T, E) -> scaled, projected to ``hidden`` when E differs, plus positions."""
+
+    def __init__(self, embed_dim: int, config: TransformerConfig):
+        super().__init__()
+        self.proj = nn.Linear(embed_dim, config.hidden, bias=False) if embed_dim != config.hidden else None
+        self.scale = math.sqrt(embed_dim) if config.scale_embeddings else 1.0
+        self.positions = Positions(config.positions, config.hidden, config.max_positions)
+        self.dropout = fn.Dropout(config.dropout)
+
+    def forward(self, emb: Tensor, positions: Tensor) -> Tensor:
+        """emb: (B, T, E) or (B, E); positions: (T,) or (B,) integer positions."""
+        x = emb * self.scale if self.scale != 1.0 else emb
+        if self.proj is not None:
+            x = self.proj(x)
+        return self.dropout(x + self.positions(positions))
+
+    def check_length(self, length: int, side: str) -> None:
+        if length > self.positions.max_positions:
+            raise ValueError(f"{side} of {length} tokens exceeds max_positions "
+                             f"({self.positions.max_positions}) of the transformer")
+
+
+class FeedForward(nn.Module):
+    """FFN(x) = W_2 act(W_1 x + b_1) + b_2 (section 3.3)."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.inner = nn.Linear(config.hidden, config.ffn)
+        self.outer = nn.Linear(config.ffn, config.hidden)
+        self.activation = F.gelu if config.activation == "gelu" else F.relu
+        self.dropout = fn.Dropout(config.activation_dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.outer(self.dropout(self.activation(self.inner(x))))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one packed [W^Q; W^K; W^V] projection.
+
+    The decoder's cache holds each past position's keys and values side by side: (B, t, 2*hidden).
+    """
+
+    def __init__(self, hidden: int, heads: int, dropout: float):
+        super().__init__()
+        self.hidden, self.heads, self.dropout = hidden, heads, dropout
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.out = nn.Linear(hidden, hidden)
+
+    def forward(self, x: Tensor, key_pad_mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        """x: (B, T, H); key_pad_mask: (B, T) True at padding; causal: position t sees <= t."""
+        batch, steps, _ = x.shape
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+        mask = None if key_pad_mask is None else ~key_pad_mask.view(batch, 1, 1, steps)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                                 dropout_p=self.dropout if self.training else 0.0)
+        return self.out(context.transpose(1, 2).reshape(batch, steps, self.hidden))
+
+    def step(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (B, H), cache: (B, t, 2H) -> output (B, H), cache (B, t + 1, 2H)."""
+        batch, size = x.size(0), self.hidden // self.heads
+        q, kv = self.qkv(x).split([self.hidden, 2 * self.hidden], -1)
+        cache = torch.cat([cache, kv.unsqueeze(1)], 1)
+        k, v = cache.unflatten(-1, (2, self.heads, size)).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, t+1, d)
+        scores = torch.matmul(q.view(batch, self.heads, 1, size) * size ** -0.5, k.transpose(-1, -2))
+        context = torch.matmul(torch.softmax(scores, -1), v)  # (B, heads, 1, d)
+        return self.out(context.reshape(batch, self.hidden)), cache
+
+
+class Residual(nn.Module):
+    """x + dropout(f(LN(x))) (pre-norm) or LN(x + dropout(f(x))) (post-norm)."""
+
+    def __init__(self, hidden: int, dropout: float, pre_norm: bool):
+        super().__init__()
+        self.norm, self.dropout, self.pre_norm = nn.LayerNorm(hidden), fn.Dropout(dropout), pre_norm
+
+    def forward(self, x: Tensor, sublayer: Callable[[Tensor], Tensor | tuple]) -> Tensor | tuple:
+        """A sublayer may return ``(output, *extras)`` (a cache, attention weights): the
+        residual applies to ``output`` and the extras come back after it."""
+        out = sublayer(self.norm(x) if self.pre_norm else x)
+        out, extras = (out[0], out[1:]) if isinstance(out, tuple) else (out, ())
+        y = x + self.dropout(out)
+        if not self.pre_norm:
+            y = self.norm(y)
+        return (y, *extras) if extras else y
