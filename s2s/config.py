@@ -98,8 +98,10 @@ class TrainConfig:
     label_smoothing: float = opt(0.1, "label smoothing (Szegedy et al., 2016)")
     clip_norm: float = opt(1.0, "clip the global gradient norm to this (0 = off)")
     batch_tokens: int = opt(3500, "target tokens per batch (non-pad, incl. EOS)")
-    schedule: Literal["constant", "inverse_sqrt", "plateau"] = opt("constant", "LR schedule")
-    warmup_steps: int = opt(0, "linear warmup steps (inverse_sqrt needs > 0)")
+    update_freq: int = opt(1, "accumulate the gradients of this many batches per update")
+    schedule: Literal["constant", "inverse_sqrt", "noam", "plateau"] = opt(
+        "constant", "LR schedule (noam: lr is the factor of Vaswani et al.'s eq. 3)")
+    warmup_steps: int = opt(0, "linear warmup steps (inverse_sqrt and noam need > 0)")
     plateau_factor: float = opt(0.5, "plateau: LR multiplier when validation stops improving")
     plateau_patience: int = opt(2, "plateau: validations without improvement before decaying")
     min_lr: float = opt(1e-6, "lower bound for the plateau schedule")

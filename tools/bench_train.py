@@ -79,14 +79,14 @@ def main() -> int:
         trainer = Trainer(recipe, Path(run_dir), data, pick_device(args.device))
         batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: args.warmup + args.updates]
         for positions in batches[: args.warmup]:
-            trainer.train_step(data.train.collate(positions))
+            trainer.train_step([data.train.collate(positions)])
         rounds = []
         for _ in range(max(1, args.rounds)):
             times, tokens = [], []
             for positions in batches[args.warmup:]:
                 batch = data.train.collate(positions)
                 start = time.perf_counter()
-                loss = trainer.train_step(batch)
+                loss = trainer.train_step([batch])
                 if trainer.device.type == "cuda":
                     torch.cuda.synchronize()
                 times.append(time.perf_counter() - start)

@@ -78,7 +78,7 @@ class Trainer:
         self.recipe, self.run_dir, self.data, self.device = recipe, run_dir, data, device
         self.model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt)).to(device)
         self.optimizer = make_optimizer(self.model, recipe, device)
-        self.schedule = LRSchedule(self.optimizer, recipe.train)
+        self.schedule = LRSchedule(self.optimizer, recipe.train, recipe.model.decoder.hidden)
         self.position = Position()
         amp = recipe.train.amp if device.type == "cuda" else "none"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -92,16 +92,21 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
-    def train_step(self, batch: Batch) -> torch.Tensor:
-        """One update on one batch; returns the summed smoothed loss (device tensor, no sync)."""
+    def train_step(self, batches: list[Batch]) -> torch.Tensor:
+        """One update on the gradients of ``batches`` (``update_freq`` of them), normalised by
+        their total target tokens; returns the summed smoothed loss (device tensor, no sync)."""
         self.model.train()
-        t = to_device(batch, self.device)
-        keep = t["tgt_out"] != PAD  # only real target positions reach the output projection
-        with self._autocast():
-            hidden = self.model.features(t["src"], t["src_lengths"], t["tgt_in"])[keep]
-        out = self.model.output
-        loss_sum = output_loss(hidden, out.matrix, out.bias, t["tgt_out"][keep], self.recipe.train.label_smoothing)
-        self.scaler.scale(loss_sum / batch.num_tokens).backward()
+        total = sum(b.num_tokens for b in batches)
+        loss = torch.zeros((), device=self.device)
+        for batch in batches:
+            t = to_device(batch, self.device)
+            keep = t["tgt_out"] != PAD  # only real target positions reach the output projection
+            with self._autocast():
+                hidden = self.model.features(t["src"], t["src_lengths"], t["tgt_in"])[keep]
+            out = self.model.output
+            loss_sum = output_loss(hidden, out.matrix, out.bias, t["tgt_out"][keep], self.recipe.train.label_smoothing)
+            self.scaler.scale(loss_sum / total).backward()
+            loss += loss_sum.detach()
         if self.recipe.train.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.train.clip_norm, foreach=True)
@@ -110,7 +115,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.position.step += 1
         self.schedule.set_lr(self.position.step + 1)
-        return loss_sum.detach()
+        return loss
 
     # ------------------------------------------------------------------ validation
     @torch.inference_mode()
@@ -229,10 +234,10 @@ class Trainer:
         while not (stop := self._should_stop()):
             batches = self.data.train.epoch(p.epoch)
             while p.batch < len(batches) and not (stop := self._should_stop()):
-                batch = self.data.train.collate(batches[p.batch])
-                window_loss += self.train_step(batch)
-                window_tokens += batch.num_tokens
-                p.batch += 1
+                group = [self.data.train.collate(b) for b in batches[p.batch:p.batch + c.update_freq]]
+                window_loss += self.train_step(group)
+                window_tokens += sum(b.num_tokens for b in group)
+                p.batch += len(group)
                 now = time.monotonic()
                 p.elapsed = base + now - started  # wall time, validation included
                 bar.update(1)

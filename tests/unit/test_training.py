@@ -119,3 +119,53 @@ def test_atomic_save_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
         checkpoint.save_atomic({"x": 2}, path)
     assert checkpoint.load(path) == {"x": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_noam_schedule_is_vaswanis_equation_3():
+    param = torch.nn.Parameter(torch.zeros(1))
+    s = LRSchedule(torch.optim.SGD([param], lr=1.0), TrainConfig(schedule="noam", lr=2.0, warmup_steps=400), 256)
+    for step in (1, 100, 400, 1600):
+        assert s.rate(step) == pytest.approx(2.0 * 256 ** -0.5 * min(step ** -0.5, step * 400 ** -1.5))
+    assert s.rate(400) == pytest.approx(max(s.rate(k) for k in range(1, 2000)))  # peak at the warmup's end
+    with pytest.raises(ValueError, match="model size"):
+        LRSchedule(torch.optim.SGD([param], lr=1.0), TrainConfig(schedule="noam", warmup_steps=10))
+
+
+def test_update_freq_accumulates_like_one_batch_holding_both(tiny_recipe, tmp_path):
+    """Two batches accumulated into one update move the weights as their union in one batch does
+    (no dropout, plain SGD: the update is the gradient of the same token-averaged loss)."""
+    from s2s.training.loop import Trainer
+    from s2s.training.prepare import prepare_data
+
+    recipe = tiny_recipe(model={"embeddings": {"dim": 16, "dropout": 0.0},
+                                "encoder": {"type": "lstm", "hidden": 8, "layers": 2, "dropout": 0.0},
+                                "decoder": {"type": "lstm", "hidden": 16, "layers": 2, "dropout": 0.0}},
+                         train={"optimizer": "sgd", "lr": 0.5, "clip_norm": 0.0, "label_smoothing": 0.1})
+    data = prepare_data(recipe, tmp_path)
+    first, second = data.train.epoch(0)[:2]
+    trainers = []
+    for name in ("apart", "together"):
+        torch.manual_seed(0)
+        (tmp_path / name).mkdir()
+        trainers.append(Trainer(recipe, tmp_path / name, data, torch.device("cpu")))
+    apart, together = trainers
+    before = [p.detach().clone() for p in apart.model.parameters()]
+    loss_apart = apart.train_step([data.train.collate(first), data.train.collate(second)])
+    loss_together = together.train_step([data.train.collate(list(first) + list(second))])
+    torch.testing.assert_close(loss_apart, loss_together, rtol=1e-5, atol=1e-4)
+    for (name, a), b in zip(apart.model.named_parameters(), together.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+    assert any(not torch.equal(a, b) for a, b in zip(apart.model.parameters(), before))  # the update moved them
+
+
+def test_update_freq_consumes_batches_in_groups_and_resumes_exactly(tiny_recipe, tmp_path):
+    full = tiny_recipe(train={"max_steps": 6, "valid_every": 3, "valid_bleu": False, "update_freq": 2})
+    end = train(full, tmp_path / "full")
+    assert end.step == 6
+    train(tiny_recipe(train={"max_steps": 3, "valid_every": 3, "valid_bleu": False, "update_freq": 2}),
+          tmp_path / "split")
+    middle = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["position"]
+    assert (middle["epoch"], middle["batch"]) == (0, 6)
+    train(full, tmp_path / "split", resume=True)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert all(torch.equal(a[n], b[n]) for n in a)
