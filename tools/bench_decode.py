@@ -2,13 +2,21 @@
 
     python tools/bench_decode.py --model runs/bilstm-bahdanau --json bench-results/decode.json
     python tools/bench_decode.py --model RUN --min-len 24 --max-len 24   # identical work per engine
+    python tools/bench_decode.py --arch transformer --random-init --batch 32 --beam 5 \
+        --min-len 24 --max-len 24 --json OUT     # the benchmark model with random weights
+
+``--random-init`` needs no training: it writes a run directory holding the benchmark model of
+``--arch`` (:mod:`tools.bench_models`, the model of ``tools/bench_train.py``) with random
+weights and the joint sentencepiece vocabulary of 8000 trained on Multi30k, then benchmarks it
+like a trained run. ``--batch``/``--beam`` pick one setting (``--batches``/``--beams`` several).
 
 Exports the run to a bundle (fp32 + int8) unless ``--bundle`` names one, then translates the
 first ``--limit`` lines of test_2016_flickr with each engine, greedy and beam 5, batch 1 and 32,
 with ``--threads`` threads (default 2). Batch-1 settings use the first ``--limit-batch1`` lines.
 Target tokens are the tokens of the returned best hypothesis (EOS not counted). Prints a table
 and writes one JSON row per setting: engine, batch, beam, sentences, sentences_per_s,
-target_tokens_per_s, seconds.
+target_tokens_per_s, seconds, and for runtime rows ``differing_from_torch``: sentences whose best
+hypothesis is not PyTorch's token for token.
 """
 
 from __future__ import annotations
@@ -27,9 +35,34 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("S2S_DATA") or ROOT.parent / "shared" / "data")
 
 
+def random_run(arch: str, seed: int, overrides: list[str] = ()) -> str:
+    """A run directory holding benchmark model ``arch`` with random weights; returns its path."""
+    import torch
+
+    from s2s.config import save_recipe
+    from s2s.models.build import build_model
+    from s2s.training.checkpoint import save_atomic
+    from s2s.training.prepare import prepare_data
+    from tools.bench_models import benchmark_recipe
+
+    recipe = benchmark_recipe(arch, [f"seed={seed}", *overrides])
+    run = Path(tempfile.mkdtemp(prefix=f"random-{arch}-"))
+    save_recipe(recipe, run / "config.yaml")
+    data = prepare_data(recipe, run)  # trains the sentencepiece model into run/vocab
+    torch.manual_seed(seed)
+    model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt))
+    save_atomic({"model": model.state_dict()}, run / "checkpoints" / "best.pt")
+    return str(run)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="run directory")
+    parser.add_argument("--model", help="run directory (or --random-init)")
+    parser.add_argument("--arch", choices=["rnn", "transformer"], help="with --random-init: the benchmark model")
+    parser.add_argument("--random-init", action="store_true", help="benchmark --arch with random weights")
+    parser.add_argument("--seed", type=int, default=1, help="with --random-init: weight seed")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="with --random-init: override the benchmark recipe (section.key=value)")
     parser.add_argument("--bundle", help="its exported bundle (default: export into a temporary folder)")
     parser.add_argument("--source", default=str(DATA / "multi30k" / "test_2016_flickr.en.gz"))
     parser.add_argument("--limit", type=int, default=1000, help="lines for batch > 1")
@@ -37,11 +70,19 @@ def main() -> int:
     parser.add_argument("--engines", default="torch,runtime-fp32,runtime-int8")
     parser.add_argument("--batches", default="1,32")
     parser.add_argument("--beams", default="1,5")
+    parser.add_argument("--batch", type=int, help="one batch size (overrides --batches)")
+    parser.add_argument("--beam", type=int, help="one beam size (overrides --beams)")
     parser.add_argument("--min-len", type=int, default=0)
     parser.add_argument("--max-len", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
+    if args.random_init == (args.model is not None) or (args.random_init and not args.arch):
+        parser.error("give either --model RUN, or --random-init with --arch")
+    if args.batch:
+        args.batches = str(args.batch)
+    if args.beam:
+        args.beams = str(args.beam)
 
     import torch
 
@@ -52,6 +93,8 @@ def main() -> int:
     from s2s.runtime import Translator
 
     torch.set_num_threads(args.threads)
+    if args.random_init:
+        args.model = random_run(args.arch, args.seed, args.overrides)
     lines = read_lines(args.source)
     bundle = args.bundle
     if bundle is None:
@@ -69,6 +112,7 @@ def main() -> int:
     for batch in map(int, args.batches.split(",")):
         chosen = lines[: args.limit_batch1 if batch == 1 else args.limit]
         for beam in map(int, args.beams.split(",")):
+            outputs = {}
             for name, engine in engines.items():
                 options = dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)
                 engine.hypotheses(chosen[:batch], **options)  # warm-up
@@ -76,12 +120,18 @@ def main() -> int:
                 hyps = engine.hypotheses(chosen, **options)
                 seconds = time.perf_counter() - start
                 tokens = sum(len(h[0].tokens) for h in hyps)
+                outputs[name] = [h[0].tokens for h in hyps]
                 rows.append({"engine": name, "batch": batch, "beam": beam, "sentences": len(chosen),
                              "sentences_per_s": len(chosen) / seconds, "target_tokens_per_s": tokens / seconds,
                              "seconds": seconds})
                 r = rows[-1]
+                same = ""
+                if name != "torch" and "torch" in outputs:  # token-for-token agreement with PyTorch
+                    r["differing_from_torch"] = sum(a != b for a, b in zip(outputs[name], outputs["torch"]))
+                    same = f", {r['differing_from_torch']} differ from torch"
                 print(f"{name:<13} batch {batch:>3} beam {beam}  {r['sentences_per_s']:8.1f} sent/s "
-                      f"{r['target_tokens_per_s']:9.1f} tok/s  ({len(chosen)} sentences, {seconds:.1f} s)", flush=True)
+                      f"{r['target_tokens_per_s']:9.1f} tok/s  ({len(chosen)} sentences, {seconds:.1f} s{same})",
+                      flush=True)
     for batch in map(int, args.batches.split(",")):
         for beam in map(int, args.beams.split(",")):
             base = next((r for r in rows if r["engine"] == "torch" and r["batch"] == batch and r["beam"] == beam), None)
@@ -91,7 +141,7 @@ def main() -> int:
                           f"{r['target_tokens_per_s'] / base['target_tokens_per_s']:.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        meta = {"model": args.model, "threads": args.threads, "min_len": args.min_len, "max_len": args.max_len,
+        meta = {"model": args.model, "arch": args.arch, "random_init": args.random_init, "threads": args.threads, "min_len": args.min_len, "max_len": args.max_len,
                 "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
                 "cpu_count": os.cpu_count()}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

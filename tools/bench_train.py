@@ -7,6 +7,11 @@ embeddings 256, 2-layer attentional LSTM decoder of 256 with input feeding (Bahd
 attention), joint sentencepiece vocabulary of 8000, dropout 0.2, label smoothing 0.1, Adam,
 batches of about 3,500 target tokens, 2 threads.
 
+The transformer benchmark model: 3+3 layers, d_model 256, 4 heads, FFN 1024, dropout 0.1
+(residuals and embeddings; none on attention weights or activations), source, target and
+output embeddings tied over a joint vocabulary of 8000, label smoothing 0.1, Adam, batches of
+about 3,500 target tokens, 2 threads.
+
 Reports steady-state target tokens/s (non-pad target tokens incl. EOS; the first
 ``--warmup`` updates excluded) and peak RSS, as a table and as JSON. With ``--rounds R`` the
 same ``--updates`` batches are timed R times in one process and ``target_tokens_per_s`` is the
@@ -32,22 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import s2s.models  # noqa: E402,F401
-from s2s.config import load_recipe  # noqa: E402
 from s2s.training.allocator import keep_freed_memory  # noqa: E402
 from s2s.training.loop import Trainer, pick_device, seed_everything  # noqa: E402
 from s2s.training.prepare import prepare_data  # noqa: E402
-
-ARCHS = {
-    "rnn": ("recipes/multi30k-en-de/bilstm-bahdanau.yaml", [
-        "vocab.size=8000", "vocab.joint=true", "model.embeddings.dim=256", "model.embeddings.dropout=0.2",
-        "model.encoder.type=lstm", "model.encoder.hidden=128", "model.encoder.layers=2",
-        "model.encoder.bidirectional=true", "model.encoder.dropout=0.2", "model.attention.type=bahdanau",
-        "model.decoder.type=lstm", "model.decoder.hidden=256", "model.decoder.layers=2",
-        "model.decoder.dropout=0.2", "model.decoder.input_feeding=true", "train.label_smoothing=0.1",
-        "train.optimizer=adam", "train.batch_tokens=3500",
-    ]),
-}
-
+from tools.bench_models import ARCHS, benchmark_recipe  # noqa: E402
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -69,8 +62,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     if args.device == "cpu":
         keep_freed_memory()
-    recipe_path, overrides = ARCHS[args.arch]
-    recipe = load_recipe(ROOT / recipe_path, overrides + [f"train.device={args.device}"] + args.overrides)
+    recipe = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides)
     seed_everything(recipe.seed)
     cache = Path(args.cache) / args.arch
     cache.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,8 @@
 
 Memory and state are the flat dicts of the decoding contract, in the order ``encode``
 returns them; their names go into ``bundle.json``, with the dynamic axes of each (``batch``,
-``src_len``, and ``steps`` for a transformer's key/value caches, which grow by one per step). The step ends in ``log_softmax`` so a search
+``src_len``, and ``steps`` for a transformer's key/value caches, which grow by one per step;
+a transformer's cross-attention keys carry ``src_len`` on their last axis). The step ends in ``log_softmax`` so a search
 reads log-probabilities directly. N and S are dynamic axes.
 """
 
@@ -86,7 +87,9 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
     with torch.no_grad():
         memory, state = model.encode(src, lengths)
     state_axes = {name: {0: batch, **model.decoder.state_axes().get(name, {})} for name in state}
-    spec = GraphSpec(list(memory), list(state), _tensor_specs(memory, {0: batch, 1: src_len}),
+    memory_axes = {name: {0: batch, **model.decoder.memory_axes().get(name, {1: src_len})} for name in memory}
+    spec = GraphSpec(list(memory), list(state),
+                     [_tensor_specs({name: memory[name]}, memory_axes[name])[0] for name in memory],
                      [_tensor_specs({name: state[name]}, state_axes[name])[0] for name in state])
     encoder = EncoderGraph(model, spec).eval()
     step = StepGraph(model, spec).eval()
@@ -95,7 +98,7 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         enc_names = [f"memory.{n}" for n in spec.memory] + [f"state.{n}" for n in spec.state]
         axes = {"src": {0: batch, 1: src_len}, "src_lengths": {0: batch}}
         for name in spec.memory:
-            axes[f"memory.{name}"] = {0: batch, 1: src_len}
+            axes[f"memory.{name}"] = memory_axes[name]
         for name in spec.state:
             axes[f"state.{name}"] = state_axes[name]
         torch.onnx.export(encoder, (src, lengths), str(out_dir / "encoder.onnx"), dynamo=False,
@@ -106,8 +109,9 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         in_names = ["prev_tokens"] + [f"state.{n}" for n in spec.state] + [f"memory.{n}" for n in spec.memory]
         out_names = ["log_probs"] + [f"next.{n}" for n in spec.state] + ["attention"]
         axes = {name: {0: batch} for name in in_names + out_names}
-        for name in [f"memory.{n}" for n in spec.memory] + ["attention"]:
-            axes[name] = {0: batch, 1: src_len}
+        for name in spec.memory:
+            axes[f"memory.{name}"] = memory_axes[name]
+        axes["attention"] = {0: batch, 1: src_len}
         for name in spec.state:  # a growing cache has one more position after the step
             axes[f"state.{name}"] = state_axes[name]
             axes[f"next.{name}"] = {i: f"next_{label}" if i else label for i, label in state_axes[name].items()}

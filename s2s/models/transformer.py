@@ -85,10 +85,7 @@ class FeedForward(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Multi-head self-attention with one packed [W^Q; W^K; W^V] projection.
-
-    The decoder's cache holds each past position's keys and values side by side: (B, t, 2*hidden).
-    """
+    """Multi-head self-attention with one packed [W^Q; W^K; W^V] projection."""
 
     def __init__(self, hidden: int, heads: int, dropout: float):
         super().__init__()
@@ -105,15 +102,16 @@ class SelfAttention(nn.Module):
                                                  dropout_p=self.dropout if self.training else 0.0)
         return self.out(context.transpose(1, 2).reshape(batch, steps, self.hidden))
 
-    def step(self, x: Tensor, cache: Tensor) -> tuple[Tensor, Tensor]:
-        """x: (B, H), cache: (B, t, 2H) -> output (B, H), cache (B, t + 1, 2H)."""
+    def step(self, x: Tensor, cache_keys: Tensor, cache_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (B, H); caches: keys (B, heads, d, t), values (B, heads, t, d) -> output (B, H) and
+        the caches grown by this position (keys stored transposed: no copy of the cache to score)."""
         batch, size = x.size(0), self.hidden // self.heads
-        q, kv = self.qkv(x).split([self.hidden, 2 * self.hidden], -1)
-        cache = torch.cat([cache, kv.unsqueeze(1)], 1)
-        k, v = cache.unflatten(-1, (2, self.heads, size)).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, t+1, d)
-        scores = torch.matmul(q.view(batch, self.heads, 1, size) * size ** -0.5, k.transpose(-1, -2))
-        context = torch.matmul(torch.softmax(scores, -1), v)  # (B, heads, 1, d)
-        return self.out(context.reshape(batch, self.hidden)), cache
+        q, k, v = self.qkv(x).view(batch, 3, self.heads, size).unbind(1)  # (B, heads, d) each
+        cache_keys = torch.cat([cache_keys, k.unsqueeze(-1)], -1)
+        cache_values = torch.cat([cache_values, v.unsqueeze(2)], 2)
+        scores = torch.matmul((q * size ** -0.5).unsqueeze(2), cache_keys)  # (B, heads, 1, t+1)
+        context = torch.matmul(torch.softmax(scores, -1), cache_values)  # (B, heads, 1, d)
+        return self.out(context.reshape(batch, self.hidden)), cache_keys, cache_values
 
 
 class Residual(nn.Module):

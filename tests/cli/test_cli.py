@@ -165,3 +165,31 @@ def test_training_benchmark_reports_the_median_round(tmp_path):
     assert result["rounds"] == 3 and len(result["round_tokens_per_s"]) == 3 and result["updates"] == 3
     assert result["target_tokens_per_s"] == pytest.approx(sorted(result["round_tokens_per_s"])[1], abs=0.1)
     assert result["peak_rss_mb"] > 0 and result["mean_batch_target_tokens"] <= 300 + 20
+
+
+def test_decode_benchmark_builds_a_random_transformer(tmp_path):
+    """--random-init --arch transformer: no training, a shrunken benchmark transformer, one setting."""
+    from pathlib import Path
+
+    from tests.conftest import MULTI30K
+
+    if not MULTI30K.is_dir():
+        pytest.skip("Multi30k not found")
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "decode.json"
+    shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.attention.heads=2", "data.max_src_len=20",
+              *(f"model.{side}.{key}" for side in ("encoder", "decoder")
+                for key in ("hidden=16", "heads=2", "ffn=32", "layers=1"))]
+    done = subprocess.run([sys.executable, root / "tools" / "bench_decode.py", "--arch", "transformer",
+                           "--random-init", "--batch", "4", "--beam", "2", "--limit", "8", "--min-len", "5",
+                           "--max-len", "5", "--json", out, *[a for s in shrink for a in ("--set", s)]],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["meta"]["random_init"] and result["meta"]["arch"] == "transformer"
+    rows = result["rows"]
+    assert {(r["engine"], r["batch"], r["beam"]) for r in rows} == {
+        (e, 4, 2) for e in ("torch", "runtime-fp32", "runtime-int8")}
+    assert all(r["target_tokens_per_s"] == pytest.approx(5 * r["sentences_per_s"], rel=1e-6) for r in rows)
+    fp32 = next(r for r in rows if r["engine"] == "runtime-fp32")
+    assert fp32["differing_from_torch"] == 0

@@ -78,24 +78,3 @@ class MultiHeadAttention(Attention):
         context = linear(context.reshape(batch, self.hidden), self.out_proj.weight)
         return context, weights.squeeze(2).mean(1)
 
-    def attend(self, queries: Tensor, keys: Tensor, src_pad_mask: Tensor,
-               need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """All target positions at once (a transformer decoder's teacher-forced pass).
-
-        queries: (B, T, Hq); keys: (B, S, 2 * hidden) from :meth:`keys` -> context (B, T, out_dim)
-        and, with ``need_weights``, the heads' mean attention (B, T, S). Without weights it runs
-        ``scaled_dot_product_attention`` (fused kernels on GPU).
-        """
-        batch, tgt_len = queries.shape[:2]
-        heads, size = self.heads, self.hidden // self.heads
-        q = self.query_proj(queries).view(batch, tgt_len, heads, size).transpose(1, 2)  # (B, heads, T, d)
-        k, v = keys.unflatten(-1, (2, heads, size)).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, S, d)
-        visible = ~src_pad_mask.view(batch, 1, 1, -1)
-        dropout = self.dropout if self.training else 0.0
-        if need_weights:
-            scores = torch.matmul(q * size ** -0.5, k.transpose(-1, -2)).masked_fill(~visible, float("-inf"))
-            weights = torch.softmax(scores, -1)
-            context, mean = torch.matmul(F.dropout(weights, dropout, self.training), v), weights.mean(1)
-        else:
-            context, mean = F.scaled_dot_product_attention(q, k, v, attn_mask=visible, dropout_p=dropout), None
-        return self.out_proj(context.transpose(1, 2).reshape(batch, tgt_len, self.hidden)), mean

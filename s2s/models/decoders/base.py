@@ -24,6 +24,10 @@ class Decoder(nn.Module):
         """Tensors that depend only on the memory (e.g. attention keys), added to it once."""
         return {}
 
+    def memory_axes(self) -> dict[str, dict[int, str]]:
+        """Memory tensors whose non-batch dynamic axes are not just ``1: src_len`` (axis -> name)."""
+        return {}
+
     def init_state(self, summary: Tensor, memory: State) -> State:
         raise NotImplementedError
 

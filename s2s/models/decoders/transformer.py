@@ -4,13 +4,16 @@ Each layer: causal self-attention, multi-head cross-attention over the encoder m
 recipe's ``attention: {type: multihead}``), feed-forward. Its step state is flat and named, as
 the decoding contract requires::
 
-    position     (B,)             int64, the position of the token being fed
-    self_kv.<i>  (B, t, 2*hidden) layer i's self-attention keys and values of the t tokens so far
+    position         (B,)             int64, the position of the token being fed
+    self_keys.<i>    (B, heads, d, t) layer i's self-attention keys of the t tokens so far
+    self_values.<i>  (B, heads, t, d) and their values
 
-and the memory carries each layer's projected cross-attention keys and values,
-``cross_kv.<i>`` (B, S, 2*attention.hidden), computed once per source. Beam search reorders the
-caches with the same row selection as any other state, and the step exports to one ONNX graph
-whose caches grow by one position per call.
+and the memory carries each layer's projected cross-attention keys ``cross_keys.<i>``
+(B, heads, d, S) and values ``cross_values.<i>`` (B, heads, S, d), computed once per source.
+Keys are stored transposed so that a step multiplies ``q @ keys`` and ``weights @ values``
+without transposing or copying a cache (the layout fast inference engines use). Beam search
+reorders the caches with the same row selection as any other state, and the step exports to one
+ONNX graph whose caches grow by one position per call.
 """
 
 from __future__ import annotations
@@ -18,12 +21,38 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2s.models.attention.multihead import MultiHeadAttention
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.transformer import FeedForward, InputLayer, Residual, SelfAttention, TransformerConfig
 from s2s.registry import register
+
+
+def _cross_attend(attention: MultiHeadAttention, query: Tensor, keys: Tensor, values: Tensor,
+                  src_pad_mask: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
+    """query: (B, T, H) or (B, H); keys (B, heads, d, S); values (B, heads, S, d) -> context in
+    the query's shape and, with ``need_weights``, the heads' mean weights (B, T, S) or (B, S)."""
+    step = query.dim() == 2
+    q = attention.query_proj(query.unsqueeze(1) if step else query)
+    batch, tgt_len = q.shape[:2]
+    heads, size = attention.heads, attention.hidden // attention.heads
+    q = q.view(batch, tgt_len, heads, size).transpose(1, 2)  # (B, heads, T, d)
+    visible = ~src_pad_mask.view(batch, 1, 1, -1)
+    dropout = attention.dropout if attention.training else 0.0
+    if need_weights:
+        scores = torch.matmul(q * size ** -0.5, keys).masked_fill(~visible, float("-inf"))
+        weights = torch.softmax(scores, -1)
+        context, mean = torch.matmul(F.dropout(weights, dropout, attention.training), values), weights.mean(1)
+    else:
+        context = F.scaled_dot_product_attention(q, keys.transpose(-1, -2), values, attn_mask=visible,
+                                                 dropout_p=dropout)
+        mean = None
+    out = attention.out_proj(context.transpose(1, 2).reshape(batch, tgt_len, attention.hidden))
+    if step:
+        return out.squeeze(1), None if mean is None else mean.squeeze(1)
+    return out, mean
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -35,17 +64,27 @@ class TransformerDecoderLayer(nn.Module):
         self.self_block, self.cross_block, self.ffn_block = (
             Residual(config.hidden, config.dropout, config.pre_norm) for _ in range(3))
 
-    def forward(self, x: Tensor, keys: Tensor, src_pad_mask: Tensor, need_weights: bool):
+    def cross_keys(self, bank: Tensor) -> tuple[Tensor, Tensor]:
+        """memory bank (B, S, Hm) -> keys (B, heads, d, S), values (B, heads, S, d)."""
+        attention = self.cross_attention
+        k, v = attention.keys(bank).unflatten(-1, (2, attention.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+        return k.transpose(-1, -2).contiguous(), v.contiguous()
+
+    def forward(self, x: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool):
         """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S)."""
         x = self.self_block(x, lambda h: self.self_attention(h, causal=True))
-        x, weights = self.cross_block(x, lambda h: self.cross_attention.attend(h, keys, src_pad_mask, need_weights))
+        x, weights = self.cross_block(
+            x, lambda h: _cross_attend(self.cross_attention, h, keys, values, src_pad_mask, need_weights))
         return self.ffn_block(x, self.feed_forward), weights
 
-    def step(self, x: Tensor, cache: Tensor, keys: Tensor, bank: Tensor, src_pad_mask: Tensor):
-        """x: (B, H), cache: (B, t, 2H) -> (B, H), cache (B, t + 1, 2H), cross-attention (B, S)."""
-        x, cache = self.self_block(x, lambda h: self.self_attention.step(h, cache))
-        x, weights = self.cross_block(x, lambda h: self.cross_attention(h, keys, bank, src_pad_mask))
-        return self.ffn_block(x, self.feed_forward), cache, weights
+    def step(self, x: Tensor, cache_keys: Tensor, cache_values: Tensor, keys: Tensor, values: Tensor,
+             src_pad_mask: Tensor):
+        """x: (B, H) -> (B, H), the grown caches, cross-attention (B, S)."""
+        x, cache_keys, cache_values = self.self_block(
+            x, lambda h: self.self_attention.step(h, cache_keys, cache_values))
+        x, weights = self.cross_block(
+            x, lambda h: _cross_attend(self.cross_attention, h, keys, values, src_pad_mask, True))
+        return self.ffn_block(x, self.feed_forward), cache_keys, cache_values, weights
 
 
 @register("decoder", "transformer", TransformerConfig)
@@ -60,7 +99,7 @@ class TransformerDecoder(Decoder):
             raise ValueError("a transformer decoder needs attention.type: multihead")
         self.layers = nn.ModuleList(TransformerDecoderLayer(config, c) for c in cross)
         self.final_norm = nn.LayerNorm(config.hidden) if config.pre_norm else None
-        self.hidden, self.output_dim = config.hidden, config.hidden
+        self.hidden, self.heads, self.output_dim = config.hidden, config.heads, config.hidden
 
     @classmethod
     def from_config(cls, config: TransformerConfig, embed_dim: int, memory_dim: int, summary_dim: int,
@@ -68,27 +107,41 @@ class TransformerDecoder(Decoder):
         return cls(embed_dim, config, make_attention)
 
     def precompute(self, memory: State) -> State:
-        bank = memory["memory_bank"]
-        return {f"cross_kv.{i}": layer.cross_attention.keys(bank) for i, layer in enumerate(self.layers)}
+        out = {}
+        for i, layer in enumerate(self.layers):
+            out[f"cross_keys.{i}"], out[f"cross_values.{i}"] = layer.cross_keys(memory["memory_bank"])
+        return out
 
     def init_state(self, summary: Tensor, memory: State) -> State:
-        """Empty caches (B, 0, 2H) and position 0; the encoder's summary is not used."""
+        """Empty caches and position 0; the encoder's summary is not used."""
         bank = memory["memory_bank"]
+        batch, heads = bank.size(0), self.heads
         state = {"position": torch.zeros_like(memory["src_pad_mask"][:, 0], dtype=torch.long)}
         for i in range(len(self.layers)):
-            state[f"self_kv.{i}"] = bank.new_zeros(bank.size(0), 0, 2 * self.hidden)
+            state[f"self_keys.{i}"] = bank.new_zeros(batch, heads, self.hidden // heads, 0)
+            state[f"self_values.{i}"] = bank.new_zeros(batch, heads, 0, self.hidden // heads)
         return state
 
     def state_axes(self) -> dict[str, dict[int, str]]:
-        return {f"self_kv.{i}": {1: "steps"} for i in range(len(self.layers))}
+        axes = {}
+        for i in range(len(self.layers)):
+            axes[f"self_keys.{i}"], axes[f"self_values.{i}"] = {3: "steps"}, {2: "steps"}
+        return axes
+
+    def memory_axes(self) -> dict[str, dict[int, str]]:
+        axes = {}
+        for i in range(len(self.layers)):
+            axes[f"cross_keys.{i}"], axes[f"cross_values.{i}"] = {3: "src_len"}, {2: "src_len"}
+        return axes
 
     def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
         position = state["position"]
         x = self.input(prev_emb, position)
         next_state = {"position": position + 1}
         for i, layer in enumerate(self.layers):
-            x, next_state[f"self_kv.{i}"], attn = layer.step(
-                x, state[f"self_kv.{i}"], memory[f"cross_kv.{i}"], memory["memory_bank"], memory["src_pad_mask"])
+            x, next_state[f"self_keys.{i}"], next_state[f"self_values.{i}"], attn = layer.step(
+                x, state[f"self_keys.{i}"], state[f"self_values.{i}"], memory[f"cross_keys.{i}"],
+                memory[f"cross_values.{i}"], memory["src_pad_mask"])
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, next_state, attn
@@ -101,7 +154,8 @@ class TransformerDecoder(Decoder):
         x = self.input(tgt_emb, torch.arange(tgt_emb.size(1), device=tgt_emb.device))
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            x, attn = layer(x, memory[f"cross_kv.{i}"], memory["src_pad_mask"], need_weights=i == last)
+            x, attn = layer(x, memory[f"cross_keys.{i}"], memory[f"cross_values.{i}"], memory["src_pad_mask"],
+                            need_weights=i == last)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, attn
