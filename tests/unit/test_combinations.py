@@ -102,3 +102,60 @@ def test_stepping_gives_the_teacher_forced_logits_for_every_combination(encoder,
     pad = (torch.arange(src.size(1)) >= src_lengths.unsqueeze(1)).unsqueeze(1).expand_as(attns)
     assert not attns.masked_select(pad).any()
     torch.testing.assert_close(attns.sum(-1), torch.ones(attns.shape[:2]), atol=1e-5, rtol=0)
+
+
+TRANSFORMER_OPTIONS = {
+    "post-norm": {"pre_norm": False},
+    "learned-positions": {"positions": "learned", "max_positions": 32},
+    "gelu-unscaled": {"activation": "gelu", "scale_embeddings": False},
+    "one-layer-8-heads": {"layers": 1, "heads": 8},
+}
+
+
+@pytest.mark.parametrize("options", list(TRANSFORMER_OPTIONS), ids=list(TRANSFORMER_OPTIONS))
+def test_transformer_options_keep_stepping_equal_to_teacher_forcing(options):
+    from s2s.config import recipe_from_dict
+    from s2s.models.build import build_model
+
+    from tests.unit.test_models import _batch, _step_logits
+
+    section = _model_section("transformer", "multihead", "transformer")
+    for side in ("encoder", "decoder"):
+        section[side].update(TRANSFORMER_OPTIONS[options])
+    section["embeddings"] = {"dim": 24, "dropout": 0.0, "tie_output": False}  # 24 != 16: input projection
+    torch.manual_seed(0)
+    model = build_model(recipe_from_dict({"model": section}).model, 40, 40).eval()
+    src, src_lengths, tgt_in = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(_step_logits(model, src, src_lengths, tgt_in)[0],
+                                   model(src, src_lengths, tgt_in), atol=1e-5, rtol=0)
+
+
+def test_transformer_memory_is_zero_at_padding_and_batching_does_not_change_a_sentence():
+    from s2s.config import recipe_from_dict
+    from s2s.models.build import build_model
+
+    from tests.unit.test_models import _batch
+
+    torch.manual_seed(0)
+    model = build_model(recipe_from_dict({"model": _model_section("transformer", "multihead", "transformer")})
+                        .model, 40, 40).eval()
+    src, src_lengths, tgt_in = _batch()
+    with torch.no_grad():
+        memory, _ = model.encode(src, src_lengths)
+        pad = torch.arange(src.size(1)) >= src_lengths.unsqueeze(1)
+        assert not memory["memory_bank"][pad].any()
+        alone = model(src[3:, : src_lengths[3]], src_lengths[3:], tgt_in[3:, :2])
+        batched = model(src, src_lengths, tgt_in)[3:, :2]
+    torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
+
+
+def test_a_source_longer_than_max_positions_is_refused_by_name():
+    from s2s.config import recipe_from_dict
+    from s2s.models.build import build_model
+
+    section = _model_section("transformer", "multihead", "transformer")
+    section["encoder"]["max_positions"] = 4
+    model = build_model(recipe_from_dict({"model": section}).model, 40, 40).eval()
+    with pytest.raises(ValueError, match="a source of 6 tokens exceeds max_positions \\(4\\)"):
+        model.encode(torch.randint(4, 40, (1, 6)), torch.tensor([6]))
