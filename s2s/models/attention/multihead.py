@@ -66,15 +66,42 @@ class MultiHeadAttention(Attention):
     def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
         return linear(query, self.query_proj.weight)
 
+    def split(self, keys: Tensor) -> tuple[Tensor, Tensor]:
+        """Keys and values side by side (B, S, 2 * hidden) -> keys (B, heads, d, S) and values
+        (B, heads, S, d), the layouts :meth:`attend` multiplies without transposing (views)."""
+        k, v = keys.unflatten(-1, (2, self.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+        return k.transpose(-1, -2), v
+
+    def attend(self, query: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor,
+               need_weights: bool = True, linear: StepLinears = PLAIN) -> tuple[Tensor, Tensor | None]:
+        """One query per row (B, Hq), or all target positions at once (B, T, Hq).
+
+        keys: (B, heads, d, S); values: (B, heads, S, d); src_pad_mask: (B, S) True at padding.
+        Returns the context, (B, out_dim) or (B, T, out_dim), and with ``need_weights`` the heads'
+        mean attention, (B, S) or (B, T, S). Without weights it runs
+        ``scaled_dot_product_attention`` (fused kernels on GPU).
+        """
+        step = query.dim() == 2
+        q = self.project(query, linear)
+        q = q.unsqueeze(1) if step else q
+        batch, tgt_len = q.shape[:2]
+        size = self.hidden // self.heads
+        q = q.view(batch, tgt_len, self.heads, size).transpose(1, 2)  # (B, heads, T, d)
+        visible = ~src_pad_mask.view(batch, 1, 1, -1)
+        dropout = self.dropout if self.training else 0.0
+        mean = None
+        if need_weights:
+            scores = torch.matmul(q * size ** -0.5, keys).masked_fill(~visible, float("-inf"))
+            weights = torch.softmax(scores, -1)
+            context, mean = torch.matmul(F.dropout(weights, dropout, self.training), values), weights.mean(1)
+        else:
+            context = F.scaled_dot_product_attention(q, keys.transpose(-1, -2), values, attn_mask=visible,
+                                                     dropout_p=dropout)
+        context = context.transpose(1, 2).reshape(batch, tgt_len, self.hidden)
+        if step:
+            context, mean = context.squeeze(1), None if mean is None else mean.squeeze(1)
+        return linear(context, self.out_proj.weight), mean
+
     def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor,
                 linear: StepLinears = PLAIN) -> tuple[Tensor, Tensor]:
-        batch, steps = keys.shape[:2]
-        heads, size = self.heads, self.hidden // self.heads
-        q = self.project(query, linear).view(batch, heads, 1, size)
-        k, v = keys.view(batch, steps, 2, heads, size).permute(2, 0, 3, 1, 4).unbind(0)  # (B, heads, S, d)
-        scores = torch.matmul(q * size ** -0.5, k.transpose(-1, -2))  # (B, heads, 1, S)
-        weights = torch.softmax(scores.masked_fill(src_pad_mask.view(batch, 1, 1, steps), float("-inf")), -1)
-        context = torch.matmul(F.dropout(weights, self.dropout, self.training), v)  # (B, heads, 1, d)
-        context = linear(context.reshape(batch, self.hidden), self.out_proj.weight)
-        return context, weights.squeeze(2).mean(1)
-
+        return self.attend(query, *self.split(keys), src_pad_mask, True, linear)

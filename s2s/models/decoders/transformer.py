@@ -21,38 +21,12 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2s.models.attention.multihead import MultiHeadAttention
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.transformer import FeedForward, InputLayer, Residual, SelfAttention, TransformerConfig
 from s2s.registry import register
-
-
-def _cross_attend(attention: MultiHeadAttention, query: Tensor, keys: Tensor, values: Tensor,
-                  src_pad_mask: Tensor, need_weights: bool) -> tuple[Tensor, Tensor | None]:
-    """query: (B, T, H) or (B, H); keys (B, heads, d, S); values (B, heads, S, d) -> context in
-    the query's shape and, with ``need_weights``, the heads' mean weights (B, T, S) or (B, S)."""
-    step = query.dim() == 2
-    q = attention.query_proj(query.unsqueeze(1) if step else query)
-    batch, tgt_len = q.shape[:2]
-    heads, size = attention.heads, attention.hidden // attention.heads
-    q = q.view(batch, tgt_len, heads, size).transpose(1, 2)  # (B, heads, T, d)
-    visible = ~src_pad_mask.view(batch, 1, 1, -1)
-    dropout = attention.dropout if attention.training else 0.0
-    if need_weights:
-        scores = torch.matmul(q * size ** -0.5, keys).masked_fill(~visible, float("-inf"))
-        weights = torch.softmax(scores, -1)
-        context, mean = torch.matmul(F.dropout(weights, dropout, attention.training), values), weights.mean(1)
-    else:
-        context = F.scaled_dot_product_attention(q, keys.transpose(-1, -2), values, attn_mask=visible,
-                                                 dropout_p=dropout)
-        mean = None
-    out = attention.out_proj(context.transpose(1, 2).reshape(batch, tgt_len, attention.hidden))
-    if step:
-        return out.squeeze(1), None if mean is None else mean.squeeze(1)
-    return out, mean
 
 
 class TransformerDecoderLayer(nn.Module):
@@ -65,16 +39,15 @@ class TransformerDecoderLayer(nn.Module):
             Residual(config.hidden, config.dropout, config.pre_norm) for _ in range(3))
 
     def cross_keys(self, bank: Tensor) -> tuple[Tensor, Tensor]:
-        """memory bank (B, S, Hm) -> keys (B, heads, d, S), values (B, heads, S, d)."""
-        attention = self.cross_attention
-        k, v = attention.keys(bank).unflatten(-1, (2, attention.heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
-        return k.transpose(-1, -2).contiguous(), v.contiguous()
+        """memory bank (B, S, Hm) -> keys (B, heads, d, S), values (B, heads, S, d), stored once."""
+        keys, values = self.cross_attention.split(self.cross_attention.keys(bank))
+        return keys.contiguous(), values.contiguous()
 
     def forward(self, x: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool):
         """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S)."""
         x = self.self_block(x, lambda h: self.self_attention(h, causal=True))
         x, weights = self.cross_block(
-            x, lambda h: _cross_attend(self.cross_attention, h, keys, values, src_pad_mask, need_weights))
+            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask, need_weights))
         return self.ffn_block(x, self.feed_forward), weights
 
     def step(self, x: Tensor, cache_keys: Tensor, cache_values: Tensor, keys: Tensor, values: Tensor,
@@ -83,7 +56,7 @@ class TransformerDecoderLayer(nn.Module):
         x, cache_keys, cache_values = self.self_block(
             x, lambda h: self.self_attention.step(h, cache_keys, cache_values))
         x, weights = self.cross_block(
-            x, lambda h: _cross_attend(self.cross_attention, h, keys, values, src_pad_mask, True))
+            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask))
         return self.ffn_block(x, self.feed_forward), cache_keys, cache_values, weights
 
 
