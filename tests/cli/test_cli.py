@@ -119,16 +119,25 @@ def test_bad_model_directory(tmp_path):
     assert result.returncode == 2 and "not a run directory" in result.stderr
 
 
-def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
-    """tools/bench_decode.py and tools/check_parity.py on the tiny run: rows per setting, parity counts."""
+def _tool(name: str, *args, sets=(), timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``tools/<name>`` with ``args`` and ``--set`` overrides; the data must be present."""
     from pathlib import Path
 
-    work, run, files = trained_run
+    from tests.conftest import MULTI30K
+
+    if not MULTI30K.is_dir():
+        pytest.skip("Multi30k not found")
     root = Path(__file__).resolve().parents[2]
+    return subprocess.run([sys.executable, root / "tools" / name, *args, *[a for s in sets for a in ("--set", s)]],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
+    """tools/bench_decode.py and tools/check_parity.py on the tiny run: rows per setting, parity counts."""
+    work, run, files = trained_run
     out = work / "decode.json"
-    done = subprocess.run([sys.executable, root / "tools" / "bench_decode.py", "--model", run, "--source",
-                           files["test.en"], "--limit", "6", "--limit-batch1", "2", "--min-len", "3",
-                           "--max-len", "3", "--json", out], capture_output=True, text=True, timeout=300)
+    done = _tool("bench_decode.py", "--model", run, "--source", files["test.en"], "--limit", "6",
+                 "--limit-batch1", "2", "--min-len", "3", "--max-len", "3", "--json", out, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["rows"]
     assert {(r["engine"], r["batch"], r["beam"]) for r in rows} == {
@@ -138,8 +147,8 @@ def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
     bundle = work / "bundle"
     assert s2s("export", "--model", run, "--out", bundle).returncode == 0
     out = work / "parity.json"
-    done = subprocess.run([sys.executable, root / "tools" / "check_parity.py", "--model", run, "--bundle", bundle,
-                           "--source", files["test.en"], "--json", out], capture_output=True, text=True, timeout=300)
+    done = _tool("check_parity.py", "--model", run, "--bundle", bundle, "--source", files["test.en"],
+                 "--json", out, timeout=300)
     result = json.loads(out.read_text())
     assert result["sentences"] == 40 and result["differing_sentences"] == 0, done.stdout
     assert result["max_abs_log_prob_diff"] <= 1e-4
@@ -147,19 +156,11 @@ def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
 
 def test_training_benchmark_reports_the_median_round(tmp_path):
     """tools/bench_train.py on a shrunken benchmark model: rounds, JSON keys, median figure."""
-    from pathlib import Path
-
-    from tests.conftest import MULTI30K
-
-    if not MULTI30K.is_dir():
-        pytest.skip("Multi30k not found")
-    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "train.json"
     shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.encoder.hidden=8", "model.decoder.hidden=16",
               "train.batch_tokens=300", "data.max_src_len=20", "data.max_tgt_len=20"]
-    done = subprocess.run([sys.executable, root / "tools" / "bench_train.py", "--updates", "3", "--warmup", "1",
-                           "--rounds", "3", "--cache", tmp_path / "cache", "--json", out,
-                           *[a for s in shrink for a in ("--set", s)]], capture_output=True, text=True, timeout=600)
+    done = _tool("bench_train.py", "--updates", "3", "--warmup", "1", "--rounds", "3", "--cache", tmp_path / "cache",
+                 "--json", out, sets=shrink)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["rounds"] == 3 and len(result["round_tokens_per_s"]) == 3 and result["updates"] == 3
@@ -169,21 +170,12 @@ def test_training_benchmark_reports_the_median_round(tmp_path):
 
 def test_decode_benchmark_builds_a_random_transformer(tmp_path):
     """--random-init --arch transformer: no training, a shrunken benchmark transformer, one setting."""
-    from pathlib import Path
-
-    from tests.conftest import MULTI30K
-
-    if not MULTI30K.is_dir():
-        pytest.skip("Multi30k not found")
-    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "decode.json"
     shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.attention.heads=2", "data.max_src_len=20",
               *(f"model.{side}.{key}" for side in ("encoder", "decoder")
                 for key in ("hidden=16", "heads=2", "ffn=32", "layers=1"))]
-    done = subprocess.run([sys.executable, root / "tools" / "bench_decode.py", "--arch", "transformer",
-                           "--random-init", "--batch", "4", "--beam", "2", "--limit", "8", "--min-len", "5",
-                           "--max-len", "5", "--json", out, *[a for s in shrink for a in ("--set", s)]],
-                          capture_output=True, text=True, timeout=600)
+    done = _tool("bench_decode.py", "--arch", "transformer", "--random-init", "--batch", "4", "--beam", "2",
+                 "--limit", "8", "--min-len", "5", "--max-len", "5", "--json", out, sets=shrink)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["meta"]["random_init"] and result["meta"]["arch"] == "transformer"
