@@ -89,6 +89,51 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class SamplingConfig:
+    """Scheduled sampling (Bengio et al., 2015): the probability of feeding the gold previous
+    token, per update i (counted after ``warmup_steps``), floored at ``floor``."""
+
+    schedule: Literal["constant", "linear", "exponential", "inverse_sigmoid"] = opt(
+        "constant", "constant: teacher_forcing_ratio; linear: max(floor, linear_start - linear_slope * i); "
+                    "exponential: exponential_base ** i; inverse_sigmoid: k / (k + exp(i / k))")
+    teacher_forcing_ratio: float = opt(1.0, "constant schedule: probability of feeding the gold token "
+                                            "(1 = plain teacher forcing)")
+    linear_start: float = opt(1.0, "linear: the probability at i = 0 (the paper's k)")
+    linear_slope: float = opt(1e-4, "linear: decrease per update (the paper's c)")
+    exponential_base: float = opt(0.9995, "exponential: the base k < 1 of k ** i")
+    inverse_sigmoid_k: float = opt(1000.0, "inverse_sigmoid: k >= 1; the probability is 0.5 near i = k ln k")
+    floor: float = opt(0.0, "the probability never drops below this (the paper's epsilon)")
+    warmup_steps: int = opt(0, "updates of plain teacher forcing before the schedule starts")
+    predictions: Literal["argmax", "sample"] = opt(
+        "argmax", "the token fed in place of the gold one: the model's argmax, or a sample from "
+                  "softmax(logits / temperature)")
+    temperature: float = opt(1.0, "softmax temperature for predictions: sample")
+    first_pass_gradient: bool = opt(
+        False, "transformer decoders (two-pass): let the loss reach the first pass through the fed "
+               "predictions (straight-through: the token's embedding forward, softmax(logits) backward)")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any update may feed predictions (else plain teacher forcing throughout)."""
+        return self.schedule != "constant" or self.teacher_forcing_ratio < 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("teacher_forcing_ratio", "linear_start", "floor"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.linear_slope < 0:
+            raise ValueError(f"linear_slope must be >= 0, got {self.linear_slope}")
+        if not 0.0 < self.exponential_base < 1.0:
+            raise ValueError(f"exponential_base must be in (0, 1), got {self.exponential_base}")
+        if self.inverse_sigmoid_k < 1.0:
+            raise ValueError(f"inverse_sigmoid_k must be >= 1, got {self.inverse_sigmoid_k}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = opt("adam", "optimizer")
     lr: float = opt(1e-3, "peak learning rate")
@@ -120,6 +165,8 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "training device")
     amp: Literal["none", "bf16", "fp16"] = opt("none", "autocast precision on GPU")
     progress: bool = opt(True, "show a progress bar")
+    sampling: SamplingConfig = opt(SamplingConfig(), "scheduled sampling: feed the model's own "
+                                                     "predictions in place of gold tokens")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from s2s.models import functional as fn
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.embeddings import OutputProjection, TokenEmbedding
 from s2s.models.encoders.base import Encoder
+from s2s.models.sampling import TokenMixing, stepwise_feedback, two_pass_inputs
 
 
 def select(tensors: State, index: Tensor) -> State:
@@ -50,11 +51,23 @@ class Seq2Seq(nn.Module):
     def reorder(state: State, index: Tensor) -> State:
         return select(state, index)
 
-    def features(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
-        """Teacher-forced decoder outputs before the output projection: (B, T, D)."""
+    def features(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
+                 mixing: TokenMixing | None = None) -> Tensor:
+        """Decoder outputs before the output projection: (B, T, D). Teacher-forced, or with
+        ``mixing`` fed a mix of gold and predicted tokens (scheduled sampling,
+        :mod:`s2s.models.sampling`) token by token or in two passes, as the decoder says."""
         memory, state = self.encode(src, src_lengths)
-        out, _ = self.decoder(self.embed_dropout(self.tgt_embed(tgt_in)), state, memory)
-        return out
+        gold = self.embed_dropout(self.tgt_embed(tgt_in))
+        if mixing is None:
+            return self.decoder(gold, state, memory)[0]
+        gold_mask = mixing.gold_mask(tgt_in, self.tgt_embed.padding_idx)
+        if self.decoder.sampling == "stepwise":
+            feedback = stepwise_feedback(gold_mask, mixing, self.output, self.tgt_embed, self.embed_dropout)
+            return self.decoder(gold, state, memory, feedback=feedback)[0]
+        with torch.set_grad_enabled(torch.is_grad_enabled() and mixing.first_pass_gradient):
+            first = self.decoder(gold, state, memory)[0]
+        inputs = two_pass_inputs(first, gold, gold_mask, mixing, self.output, self.tgt_embed, self.embed_dropout)
+        return self.decoder(inputs, state, memory)[0]
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing. tgt_in: (B, T) BOS-prefixed target -> logits (B, T, V)."""

@@ -34,6 +34,7 @@ from s2s.training.averaging import step_checkpoints, write_average
 from s2s.training.allocator import keep_freed_memory
 from s2s.training.losses import output_loss, sequence_loss
 from s2s.training.prepare import PreparedData, prepare_data
+from s2s.training.sampling import check_sampling, gold_probability, token_mixing
 from s2s.training.schedules import LRSchedule
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
 
 class Trainer:
     def __init__(self, recipe: Recipe, run_dir: Path, data: PreparedData, device: torch.device):
+        check_sampling(recipe)
         self.recipe, self.run_dir, self.data, self.device = recipe, run_dir, data, device
         self.model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt)).to(device)
         self.optimizer = make_optimizer(self.model, recipe, device)
@@ -98,11 +100,12 @@ class Trainer:
         self.model.train()
         total = sum(b.num_tokens for b in batches)
         loss = torch.zeros((), device=self.device)
+        mixing = token_mixing(self.recipe.train.sampling, self.position.step)  # None: teacher forcing
         for batch in batches:
             t = to_device(batch, self.device)
             keep = t["tgt_out"] != PAD  # only real target positions reach the output projection
             with self._autocast():
-                hidden = self.model.features(t["src"], t["src_lengths"], t["tgt_in"])[keep]
+                hidden = self.model.features(t["src"], t["src_lengths"], t["tgt_in"], mixing)[keep]
             out = self.model.output
             loss_sum = output_loss(hidden, out.matrix, out.bias, t["tgt_out"][keep], self.recipe.train.label_smoothing)
             self.scaler.scale(loss_sum / total).backward()
@@ -269,13 +272,17 @@ class Trainer:
     def _log_window(self, loss_sum: float, tokens: int, seconds: float) -> dict:
         record = {"step": self.position.step, "epoch": self.position.epoch,
                   "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(tokens, 1),
-                  "tokens_per_s": tokens / max(seconds, 1e-9), "elapsed_s": round(self.position.elapsed, 1)}
+                  "tokens_per_s": tokens / max(seconds, 1e-9), "elapsed_s": round(self.position.elapsed, 1),
+                  # the probability of feeding gold tokens in the window's last update
+                  "teacher_forcing_ratio": gold_probability(self.recipe.train.sampling, self.position.step - 1)}
         self.write_metrics(record)
         return record
 
     def _postfix(self, record: dict) -> dict:
         """Loss and speed, plus the time left when a time budget (not a step count) ends the run."""
         postfix = {"loss": f"{record['train_loss']:.3f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
+        if self.recipe.train.sampling.enabled:
+            postfix["tf"] = f"{record['teacher_forcing_ratio']:.3f}"
         minutes = self.recipe.train.max_minutes
         if minutes and not self.recipe.train.max_steps:
             left = max(0.0, 60 * minutes - self.position.elapsed)
@@ -305,6 +312,7 @@ def seed_everything(seed: int) -> None:
 
 def train(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> Position:
     """Train ``recipe`` into ``run_dir``; with ``resume``, continue from ``last.pt`` exactly."""
+    check_sampling(recipe)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run_dir)

@@ -19,6 +19,9 @@ class Decoder(nn.Module):
     """
 
     output_dim: int
+    # How scheduled sampling gets predictions (s2s.models.sampling): "two-pass" works for any
+    # decoder; "stepwise" decoders take ``feedback`` in :meth:`forward`.
+    sampling: str = "two-pass"
 
     def precompute(self, memory: State) -> State:
         """Tensors that depend only on the memory (e.g. attention keys), added to it once."""

@@ -48,6 +48,8 @@ class RNNDecoderConfig:
 @register("decoder", "lstm", RNNDecoderConfig)
 @register("decoder", "gru", RNNDecoderConfig)
 class RNNDecoder(Decoder):
+    sampling = "stepwise"
+
     def __init__(self, kind: str, embed_dim: int, memory_dim: int, summary_dim: int,
                  attention: Attention, config: RNNDecoderConfig):
         super().__init__()
@@ -154,26 +156,35 @@ class RNNDecoder(Decoder):
         out, hs, cs, feed, attn = self._advance(x_emb, *self._unpack(state), memory, plan)
         return out, self._pack(hs, cs, feed), attn
 
-    def forward(self, tgt_emb: Tensor, state: State, memory: State) -> tuple[Tensor, Tensor]:
+    def forward(self, tgt_emb: Tensor, state: State, memory: State, feedback=None) -> tuple[Tensor, Tensor]:
         """Teacher forcing over the whole target. With gradients, each weight's gradient is
         formed once for all steps (:mod:`s2s.models.steplinear`), and LSTM layers multiply
-        [input; hidden] by one concatenated matrix with their two biases summed."""
+        [input; hidden] by one concatenated matrix with their two biases summed.
+
+        ``feedback(t, out) -> (rows, embeddings) | None`` (scheduled sampling) replaces the
+        inputs of ``rows`` at step t >= 1 by ``embeddings`` (N, E), chosen from the output of
+        step t - 1."""
         cells = self.cells
         weights_hh = [cell.recurrent_weight(self.weight_drop) for cell in cells]
         p = self.recurrent_dropout if self.training else 0.0
         masks = [variational_mask(tgt_emb.size(0), self.output_dim, p, tgt_emb) for _ in cells]
         linear = StepLinears(deferred=torch.is_grad_enabled())
         if self._fusable:
-            x_emb = F.linear(tgt_emb, cells[0].weight_ih, cells[0].bias_ih + cells[0].bias_hh)  # (B, T, G*H)
+            bias = cells[0].bias_ih + cells[0].bias_hh
+            input_block = lambda emb: F.linear(emb, cells[0].weight_ih, bias)  # noqa: E731
+            x_emb = input_block(tgt_emb)  # (B, T, G*H)
             first = weights_hh[0] if self.extra_weight is None else torch.cat([self.extra_weight, weights_hh[0]], 1)
             matrices = [first] + [torch.cat([c.weight_ih, w], 1) for c, w in zip(cells[1:], weights_hh[1:])]
             plan = _Pass(linear, True, matrices, [None] + [c.bias_ih + c.bias_hh for c in cells[1:]], masks)
         else:
-            x_emb = cells[0].input_linear(tgt_emb)  # (B, T, G*H) at once
+            input_block = cells[0].input_linear
+            x_emb = input_block(tgt_emb)  # (B, T, G*H) at once
             plan = _Pass(linear, False, weights_hh, [], masks)
         hs, cs, feed = self._unpack(state)
         outs, attns = [], []
-        for x_t in x_emb.unbind(1):  # unbind: one gradient stack, not a zero-filled copy per step
+        for t, x_t in enumerate(x_emb.unbind(1)):  # unbind: one gradient stack, not a zero-filled copy per step
+            if feedback is not None and t and (fed := feedback(t, out)) is not None:
+                x_t = x_t.index_copy(0, fed[0], input_block(fed[1]).to(x_t.dtype))
             out, hs, cs, feed, attn = self._advance(x_t, hs, cs, feed, memory, plan)
             outs.append(out)
             attns.append(attn)
