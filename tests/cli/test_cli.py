@@ -185,3 +185,38 @@ def test_decode_benchmark_builds_a_random_transformer(tmp_path):
     assert all(r["target_tokens_per_s"] == pytest.approx(5 * r["sentences_per_s"], rel=1e-6) for r in rows)
     fp32 = next(r for r in rows if r["engine"] == "runtime-fp32")
     assert fp32["differing_from_torch"] == 0
+
+
+def test_sampling_ablation_trains_scores_and_tabulates_each_mode(tmp_path, tiny_recipe_raw):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_raw()))
+    out = tmp_path / "ablation"
+    result = _tool("ablate_sampling.py", recipe, "--out", out, "--updates", "6", "--sampling-warmup", "2",
+                   "--modes", "teacher-forcing,exponential", "--jobs", "2", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((out / "results.json").read_text())
+    assert [r["mode"] for r in rows] == ["teacher-forcing", "exponential"]
+    assert all(0 <= r["bleu"] <= 100 and r["signature"].startswith("nrefs:1") for r in rows)
+    ratios = [json.loads(line).get("teacher_forcing_ratio")
+              for line in (out / "exponential" / "metrics.jsonl").read_text().splitlines()]
+    assert ratios[-2] == pytest.approx(0.5)  # the last logged update sits on the floor
+    assert "| exponential |" in (out / "results.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["linear", "exponential", "inverse_sigmoid"])
+def test_ablation_schedules_reach_the_floor_at_the_last_update(mode):
+    from pathlib import Path
+
+    import s2s.models  # noqa: F401
+    from s2s.config import recipe_from_dict
+    from s2s.training.sampling import gold_probability
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    from ablate_sampling import sampling_overrides
+
+    overrides = [s.removeprefix("train.sampling.") for s in sampling_overrides(mode, 500, 125, 0.5)]
+    raw = {"train": {"sampling": {k: yaml.safe_load(v) for k, v in (s.split("=") for s in overrides)}}}
+    config = recipe_from_dict(raw).train.sampling
+    assert gold_probability(config, 124) == 1.0 and gold_probability(config, 125) > 0.95
+    assert gold_probability(config, 499) == pytest.approx(0.5, abs=0.01)
+    assert gold_probability(config, 300) > 0.5
