@@ -17,6 +17,11 @@ Reports steady-state target tokens/s (non-pad target tokens incl. EOS; the first
 same ``--updates`` batches are timed R times in one process and ``target_tokens_per_s`` is the
 median round (each round's figure is listed too): this machine's speed drifts by 10% and more
 within minutes, and one process sees the same batches, allocator and threads each round.
+
+The cost of scheduled sampling is measured with a constant ratio, so that every timed update
+does the same work, e.g. ``--set train.sampling.teacher_forcing_ratio=0.5`` (recurrent
+decoders: predictions inside the step loop; transformers: two passes), plus
+``--set train.sampling.predictions=sample`` or ``--set train.sampling.first_pass_gradient=true``.
 """
 
 from __future__ import annotations

@@ -235,3 +235,15 @@ def test_scheduled_sampling_resumes_exactly(tiny_recipe, tmp_path, decoder):
     load = lambda run: torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"]  # noqa: E731
     a, b = load(tmp_path / "full"), load(tmp_path / "split")
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+def test_progress_bar_shows_the_ratio_only_when_sampling_is_on(tiny_recipe):
+    from types import SimpleNamespace
+
+    from s2s.training.loop import Position
+
+    record = {"train_loss": 3.0, "tokens_per_s": 100.0, "teacher_forcing_ratio": 0.625}
+    for sampling, shown in (({}, None), ({"teacher_forcing_ratio": 0.625}, "0.625"),
+                            ({"schedule": "linear", "warmup_steps": 10}, "0.625")):
+        trainer = SimpleNamespace(recipe=tiny_recipe(train={"sampling": sampling}), position=Position())
+        assert Trainer._postfix(trainer, record).get("tf") == shown
