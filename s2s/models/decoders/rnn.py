@@ -27,6 +27,8 @@ from s2s.models.recurrent import RecurrentCell, check_rnn_config, lstm_update, v
 from s2s.models.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
+Feedback = Callable[[int, Tensor], "tuple[Tensor, Tensor] | None"]  # see RNNDecoder.forward
+
 
 @dataclass(frozen=True)
 class RNNDecoderConfig:
@@ -156,7 +158,8 @@ class RNNDecoder(Decoder):
         out, hs, cs, feed, attn = self._advance(x_emb, *self._unpack(state), memory, plan)
         return out, self._pack(hs, cs, feed), attn
 
-    def forward(self, tgt_emb: Tensor, state: State, memory: State, feedback=None) -> tuple[Tensor, Tensor]:
+    def forward(self, tgt_emb: Tensor, state: State, memory: State,
+                feedback: Feedback | None = None) -> tuple[Tensor, Tensor]:
         """Teacher forcing over the whole target. With gradients, each weight's gradient is
         formed once for all steps (:mod:`s2s.models.steplinear`), and LSTM layers multiply
         [input; hidden] by one concatenated matrix with their two biases summed.
