@@ -202,6 +202,17 @@ def test_sampling_ablation_trains_scores_and_tabulates_each_mode(tmp_path, tiny_
     assert ratios[-2] == pytest.approx(0.5)  # the last logged update sits on the floor
     assert "| exponential |" in (out / "results.md").read_text()
 
+    # --from: each mode continues a copy of a trained run; the schedule starts where it stopped
+    more = tmp_path / "continued"
+    result = _tool("ablate_sampling.py", "--from", out / "teacher-forcing", "--out", more, "--updates", "4",
+                   "--modes", "linear", "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads((more / "results.json").read_text())
+    assert (row["start"], row["mode"]) == (6, "linear")
+    logged = [json.loads(line) for line in (more / "linear" / "metrics.jsonl").read_text().splitlines()]
+    ratios = {r["step"]: r["teacher_forcing_ratio"] for r in logged if "train_loss" in r}
+    assert ratios == {8: pytest.approx(1 - 0.5 / 3), 10: pytest.approx(0.5)}  # updates 6..9, span 3
+
 
 @pytest.mark.parametrize("mode", ["linear", "exponential", "inverse_sigmoid"])
 def test_ablation_schedules_reach_the_floor_at_the_last_update(mode):
