@@ -55,6 +55,8 @@ RULES: dict[str, Rule] = {
     "runtime": rule("s2s errors runtime", "numpy onnxruntime sentencepiece"),
     "serve": rule("s2s errors runtime serve", f"numpy onnxruntime sentencepiece {WEB}"),
     "cli": rule(f"{BASE} data models training decoding evaluation export runtime serve cli", None),
+    # s2s/__main__.py (``python -m s2s``) is the cli's second door: it may import the cli only
+    "__main__": rule("cli", ""),
 }
 
 
