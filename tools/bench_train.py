@@ -22,11 +22,23 @@ The cost of scheduled sampling is measured with a constant ratio, so that every 
 does the same work, e.g. ``--set train.sampling.teacher_forcing_ratio=0.5`` (recurrent
 decoders: predictions inside the step loop; transformers: two passes), plus
 ``--set train.sampling.predictions=sample`` or ``--set train.sampling.first_pass_gradient=true``.
+Separate processes drift apart by more than such a cost on this machine, so ``--variant`` times
+modes side by side in one process: each round times the base recipe and then every variant on
+the same batches with the same model, and each variant's median round is reported with its
+ratio to the base:
+
+    python tools/bench_train.py --arch transformer --updates 15 --rounds 3 \
+        --variant ss-argmax:teacher_forcing_ratio=0.5 \
+        --variant ss-grad:teacher_forcing_ratio=0.5,first_pass_gradient=true
+
+A variant is ``NAME:KEY=VALUE[,KEY=VALUE...]`` over keys of ``train.sampling`` only (the rest of
+the recipe, the optimizer included, is shared).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -42,10 +54,27 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import s2s.models  # noqa: E402,F401
+from s2s.errors import S2SError  # noqa: E402
 from s2s.training.allocator import keep_freed_memory  # noqa: E402
 from s2s.training.loop import Trainer, pick_device, seed_everything  # noqa: E402
 from s2s.training.prepare import prepare_data  # noqa: E402
+from s2s.training.sampling import check_sampling  # noqa: E402
 from tools.bench_models import ARCHS, benchmark_recipe  # noqa: E402
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+    """``NAME:KEY=VALUE,...`` -> (NAME, ["train.sampling.KEY=VALUE", ...])."""
+    name, sep, body = text.partition(":")
+    pairs = [p.strip() for p in body.split(",") if p.strip()]
+    if not sep or not name or not pairs or any("=" not in p or "." in p.partition("=")[0] for p in pairs):
+        raise SystemExit(f"bench_train: --variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...] with keys "
+                         "of train.sampling, e.g. ss:teacher_forcing_ratio=0.5,predictions=sample")
+    return name, [f"train.sampling.{p}" for p in pairs]
+
+
+def median_round(rounds):
+    """The round (tokens/s, times, tokens) with the median speed."""
+    return sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]
+
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -62,12 +91,25 @@ def main() -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra recipe overrides")
     parser.add_argument("--cache", default=str(ROOT / "bench-results" / "cache"), help="sentencepiece cache")
     parser.add_argument("--json", help="write the result here")
+    parser.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                        help="also time these train.sampling settings, interleaved with the base in each round")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     if args.device == "cpu":
         keep_freed_memory()
-    recipe = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides)
+    try:
+        recipe = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides)
+        variants = {"base": recipe}
+        for text in args.variants:
+            name, settings = parse_variant(text)
+            if name in variants:
+                parser.error(f"--variant {text!r}: the name {name!r} is taken")
+            variants[name] = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides + settings)
+            check_sampling(variants[name])
+    except S2SError as error:
+        print(f"bench_train: {error}", file=sys.stderr)
+        return 2
     seed_everything(recipe.seed)
     cache = Path(args.cache) / args.arch
     cache.mkdir(parents=True, exist_ok=True)
@@ -77,20 +119,24 @@ def main() -> int:
         batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: args.warmup + args.updates]
         for positions in batches[: args.warmup]:
             trainer.train_step([data.train.collate(positions)])
-        rounds = []
+        timed = {name: [] for name in variants}
         for _ in range(max(1, args.rounds)):
-            times, tokens = [], []
-            for positions in batches[args.warmup:]:
-                batch = data.train.collate(positions)
-                start = time.perf_counter()
-                loss = trainer.train_step([batch])
-                if trainer.device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append(time.perf_counter() - start)
-                tokens.append(batch.num_tokens)
-            rounds.append((sum(tokens) / sum(times), times, tokens))
+            for name, variant in variants.items():
+                trainer.recipe = variant  # the step reads train.sampling from the recipe each update
+                times, tokens = [], []
+                for positions in batches[args.warmup:]:
+                    batch = data.train.collate(positions)
+                    start = time.perf_counter()
+                    loss = trainer.train_step([batch])
+                    if trainer.device.type == "cuda":
+                        torch.cuda.synchronize()
+                    times.append(time.perf_counter() - start)
+                    tokens.append(batch.num_tokens)
+                timed[name].append((sum(tokens) / sum(times), times, tokens))
+            trainer.recipe = recipe
         final_loss = float(loss) / batch.num_tokens
-    speed, times, tokens = sorted(rounds, key=lambda r: r[0])[len(rounds) // 2]  # the median round
+    rounds = timed["base"]
+    speed, times, tokens = median_round(rounds)
     per_update = [n / t for n, t in zip(tokens, times)]
     result = {
         "arch": args.arch, "updates": len(times), "rounds": len(rounds), "threads": args.threads,
@@ -101,9 +147,22 @@ def main() -> int:
         "peak_rss_mb": peak_rss_mb(), "final_train_loss": final_loss, "torch": torch.__version__,
         "cpu_count": os.cpu_count(),
     }
+    if len(variants) > 1:
+        result["variants"] = {
+            name: {"target_tokens_per_s": median_round(timed[name])[0],
+                   "round_tokens_per_s": [round(r[0], 1) for r in timed[name]],
+                   "ratio_to_base": median_round(timed[name])[0] / speed,
+                   "sampling": dataclasses.asdict(variants[name].train.sampling)}
+            for name in variants if name != "base"}
     width = max(len(k) for k in result)
     for key, value in result.items():
-        print(f"{key:<{width}}  {value:.2f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+        if key != "variants":
+            print(f"{key:<{width}}  {value:.2f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    if len(variants) > 1:
+        print(f"\n{'variant':<12} {'tokens/s':>9} {'x base':>7}  rounds")
+        print(f"{'base':<12} {speed:>9.0f} {1:>7.3f}  {result['round_tokens_per_s']}")
+        for name, row in result["variants"].items():
+            print(f"{name:<12} {row['target_tokens_per_s']:>9.0f} {row['ratio_to_base']:>7.3f}  {row['round_tokens_per_s']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -160,12 +160,25 @@ def test_training_benchmark_reports_the_median_round(tmp_path):
     shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.encoder.hidden=8", "model.decoder.hidden=16",
               "train.batch_tokens=300", "data.max_src_len=20", "data.max_tgt_len=20"]
     done = _tool("bench_train.py", "--updates", "3", "--warmup", "1", "--rounds", "3", "--cache", tmp_path / "cache",
-                 "--json", out, sets=shrink)
+                 "--json", out, "--variant", "ss:teacher_forcing_ratio=0.5,predictions=sample", sets=shrink)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["rounds"] == 3 and len(result["round_tokens_per_s"]) == 3 and result["updates"] == 3
     assert result["target_tokens_per_s"] == pytest.approx(sorted(result["round_tokens_per_s"])[1], abs=0.1)
     assert result["peak_rss_mb"] > 0 and result["mean_batch_target_tokens"] <= 300 + 20
+    ss = result["variants"]["ss"]  # timed in the same rounds as the base, on the same batches
+    assert len(ss["round_tokens_per_s"]) == 3
+    assert ss["target_tokens_per_s"] == pytest.approx(sorted(ss["round_tokens_per_s"])[1], abs=0.1)
+    assert ss["ratio_to_base"] == pytest.approx(ss["target_tokens_per_s"] / result["target_tokens_per_s"])
+    assert ss["sampling"]["teacher_forcing_ratio"] == 0.5 and ss["sampling"]["predictions"] == "sample"
+    assert "x base" in done.stdout
+
+    bad = _tool("bench_train.py", "--updates", "1", "--cache", tmp_path / "cache",
+                "--variant", "ss:train.sampling.teacher_forcing_ratio=0.5", sets=shrink)
+    assert bad.returncode != 0 and "expected NAME:KEY=VALUE" in bad.stderr
+    refused = _tool("bench_train.py", "--updates", "1", "--cache", tmp_path / "cache",
+                    "--variant", "st:teacher_forcing_ratio=0.5,first_pass_gradient=true", sets=shrink)
+    assert refused.returncode != 0 and "first_pass_gradient" in refused.stderr
 
 
 def test_decode_benchmark_builds_a_random_transformer(tmp_path):
