@@ -49,8 +49,7 @@ class TokenMixing:
         """logits: (..., V) -> token ids (...,)."""
         if self.predictions == "argmax":
             return logits.argmax(-1)
-        probs = torch.softmax(logits.float() / self.temperature, -1)
-        return torch.multinomial(probs.reshape(-1, probs.size(-1)), 1).view(probs.shape[:-1])
+        return sample(logits, self.temperature)
 
     def embed(self, logits: Tensor, embedding: TokenEmbedding) -> Tensor:
         """logits: (N, V) -> embeddings (N, E) of the predicted tokens; straight-through (the
@@ -60,6 +59,21 @@ class TokenMixing:
             return hard
         soft = torch.softmax(logits / self.temperature, -1) @ embedding.weight * embedding.scale
         return hard + (soft - soft.detach())
+
+
+def sample(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """One token per row from softmax(logits / temperature): logits (..., V) -> ids (...,).
+
+    Inverse-CDF sampling: one uniform number per row located in the running sum of the
+    probabilities. ``torch.multinomial`` draws V exponential numbers per row on CPU instead,
+    about 20 times slower for a vocabulary of 8,000 (17 ms against 0.75 ms for 60 rows).
+    """
+    probs = torch.softmax(logits.detach().float() / temperature, -1)
+    cdf = probs.reshape(-1, probs.size(-1)).cumsum(-1)
+    u = torch.rand(cdf.size(0), 1, device=cdf.device) * cdf[:, -1:]  # the sum is 1 up to rounding
+    # right=True: the first token whose cumulative probability exceeds u, never one of probability 0
+    ids = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.size(1) - 1)
+    return ids.view(probs.shape[:-1])
 
 
 def two_pass_inputs(first_out: Tensor, gold_emb: Tensor, gold_mask: Tensor, mixing: TokenMixing,

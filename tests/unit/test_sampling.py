@@ -101,6 +101,21 @@ def test_gold_probability_one_through_the_mixing_path_equals_teacher_forcing(tin
                                model.features(src, src_lengths, tgt_in), rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 2.0])
+def test_samples_follow_softmax_of_logits_over_temperature(temperature):
+    torch.manual_seed(0)
+    logits = torch.tensor([1.0, 2.0, 0.5, -1.0, -30.0, 0.0])
+    rows = 100_000
+    ids = TokenMixing(0.0, "sample", temperature).predict(logits.expand(rows, 2, 6))
+    assert ids.shape == (rows, 2)
+    freq = torch.bincount(ids.flatten(), minlength=6).double() / ids.numel()
+    expected = torch.softmax(logits.double() / temperature, -1)
+    # binomial standard error is at most 0.5 / sqrt(200,000) ~ 0.0011
+    torch.testing.assert_close(freq, expected, rtol=0, atol=0.005)
+    zero = torch.tensor([0.0, float("-inf"), 0.0])  # a token of probability 0 is never drawn
+    assert not (TokenMixing(0.0, "sample").predict(zero.expand(50_000, 3)) == 1).any()
+
+
 @pytest.mark.parametrize("predictions", ["argmax", "sample"])
 @pytest.mark.parametrize("decoder", sorted(DECODERS))
 def test_gold_probability_zero_feeds_only_the_models_predictions(tiny_model_factory, decoder, predictions):
