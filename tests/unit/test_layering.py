@@ -191,3 +191,26 @@ def test_building_the_cli_parser_loads_no_torch():
     """`s2s --help` stays fast: subcommands import their heavy layers inside ``run``."""
     loaded = modules_loaded_by("from s2s.cli.main import build_parser\nbuild_parser()")
     assert "torch" not in loaded
+
+
+def test_every_third_party_import_is_a_declared_dependency():
+    """A package that s2s imports but pyproject.toml does not name installs nowhere but here
+    (CI failed that way once: ``onnx``, needed by the exporter, came with this machine only)."""
+    import importlib.metadata
+    import re
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+                for spec in project["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    missing = []
+    for module, path in MODULES.items():
+        for line, imported in imported_modules(path.read_text(encoding="utf-8"), module, path.name == "__init__.py"):
+            top = imported.split(".")[0]
+            if top in STDLIB or top == "s2s" or not top:
+                continue
+            dists = {d.lower().replace("_", "-") for d in providers.get(top, [])}
+            if not dists & declared:
+                missing.append(f"{module} (line {line}) imports {top}, from {sorted(dists) or 'no installed package'}")
+    assert not missing, "not in pyproject.toml's dependencies:\n  " + "\n  ".join(sorted(set(missing)))
