@@ -137,6 +137,7 @@ def main() -> int:
         final_loss = float(loss) / batch.num_tokens
     rounds = timed["base"]
     speed, times, tokens = median_round(rounds)
+    speeds = {name: median_round(r)[0] for name, r in timed.items()}
     per_update = [n / t for n, t in zip(tokens, times)]
     result = {
         "arch": args.arch, "updates": len(times), "rounds": len(rounds), "threads": args.threads,
@@ -149,9 +150,9 @@ def main() -> int:
     }
     if len(variants) > 1:
         result["variants"] = {
-            name: {"target_tokens_per_s": median_round(timed[name])[0],
+            name: {"target_tokens_per_s": speeds[name],
                    "round_tokens_per_s": [round(r[0], 1) for r in timed[name]],
-                   "ratio_to_base": median_round(timed[name])[0] / speed,
+                   "ratio_to_base": speeds[name] / speed,
                    "sampling": dataclasses.asdict(variants[name].train.sampling)}
             for name in variants if name != "base"}
     width = max(len(k) for k in result)
