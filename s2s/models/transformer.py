@@ -105,13 +105,15 @@ class SelfAttention(nn.Module):
     def step(self, x: Tensor, cache_keys: Tensor, cache_values: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, H); caches: keys (B, heads, d, t), values (B, heads, t, d) -> output (B, H) and
         the caches grown by this position (keys stored transposed: no copy of the cache to score)."""
-        batch, size = x.size(0), self.hidden // self.heads
-        q, k, v = self.qkv(x).view(batch, 3, self.heads, size).unbind(1)  # (B, heads, d) each
-        cache_keys = torch.cat([cache_keys, k.unsqueeze(-1)], -1)
-        cache_values = torch.cat([cache_values, v.unsqueeze(2)], 2)
-        scores = torch.matmul((q * size ** -0.5).unsqueeze(2), cache_keys)  # (B, heads, 1, t+1)
+        # Shapes use -1 and constants only, never x.size(0): the exported step then has no shape
+        # arithmetic (Shape/Gather/Concat chains), which costs per call at small batches.
+        size = self.hidden // self.heads
+        q, k, v = self.qkv(x).split(self.hidden, -1)
+        cache_keys = torch.cat([cache_keys, k.view(-1, self.heads, size, 1)], -1)
+        cache_values = torch.cat([cache_values, v.view(-1, self.heads, 1, size)], 2)
+        scores = torch.matmul(q.view(-1, self.heads, 1, size) * size ** -0.5, cache_keys)  # (B, heads, 1, t+1)
         context = torch.matmul(torch.softmax(scores, -1), cache_values)  # (B, heads, 1, d)
-        return self.out(context.reshape(batch, self.hidden)), cache_keys, cache_values
+        return self.out(context.flatten(1)), cache_keys, cache_values
 
 
 class Residual(nn.Module):

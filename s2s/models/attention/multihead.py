@@ -81,9 +81,9 @@ class MultiHeadAttention(Attention):
         mean attention, (B, S) or (B, T, S). Without weights it runs
         ``scaled_dot_product_attention`` (fused kernels on GPU).
         """
-        step = query.dim() == 2
+        if query.dim() == 2:
+            return self._attend_step(self.project(query, linear), keys, values, src_pad_mask, need_weights, linear)
         q = self.project(query, linear)
-        q = q.unsqueeze(1) if step else q
         batch, tgt_len = q.shape[:2]
         size = self.hidden // self.heads
         q = q.view(batch, tgt_len, self.heads, size).transpose(1, 2)  # (B, heads, T, d)
@@ -98,9 +98,19 @@ class MultiHeadAttention(Attention):
             context = F.scaled_dot_product_attention(q, keys.transpose(-1, -2), values, attn_mask=visible,
                                                      dropout_p=dropout)
         context = context.transpose(1, 2).reshape(batch, tgt_len, self.hidden)
-        if step:
-            context, mean = context.squeeze(1), None if mean is None else mean.squeeze(1)
         return linear(context, self.out_proj.weight), mean
+
+    def _attend_step(self, q: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool,
+                     linear: StepLinears) -> tuple[Tensor, Tensor | None]:
+        """One query per row, q: (B, hidden). The same products as the (B, T) path with T = 1, with
+        shapes from -1 and constants only (no transposes: a single query needs none), so the
+        exported decoder step carries no shape arithmetic."""
+        size = self.hidden // self.heads
+        scores = torch.matmul(q.view(-1, self.heads, 1, size) * size ** -0.5, keys)  # (B, heads, 1, S)
+        weights = torch.softmax(scores.masked_fill(src_pad_mask[:, None, None, :], float("-inf")), -1)
+        context = torch.matmul(F.dropout(weights, self.dropout, self.training), values)  # (B, heads, 1, d)
+        mean = weights.mean((1, 2)) if need_weights else None
+        return linear(context.flatten(1), self.out_proj.weight), mean
 
     def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor,
                 linear: StepLinears = PLAIN) -> tuple[Tensor, Tensor]:
