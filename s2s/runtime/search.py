@@ -137,6 +137,19 @@ def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(values, index, 1), index
 
 
+def survivors(top_scores: np.ndarray, banned: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k best candidates of each row that are not ``banned`` (finished or impossible):
+    (scores, positions), as ``_top(np.where(banned, -inf, top_scores), k)`` would return them.
+
+    ``top_scores`` comes sorted (largest first, ties to the lower index), so the survivors are
+    simply the first k unbanned positions in order, then banned ones as -inf: one stable sort of
+    a boolean row instead of a partition and two sorts per step.
+    """
+    order = np.argsort(banned, axis=1, kind="stable")[:, :k]
+    scores = np.take_along_axis(top_scores, order, 1)
+    return np.where(np.take_along_axis(banned, order, 1), NEG_INF, scores), order
+
+
 Select = Callable[[np.ndarray, dict, dict, np.ndarray, int, int, "np.ndarray | None"],
                   tuple[np.ndarray, np.ndarray, dict]]
 
@@ -157,7 +170,8 @@ def numpy_select(step: Step) -> Select:
 def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vocab: int, beam_size: int = 5,
          n_best: int = 1, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
     """``select(tokens, state, memory, scores (R, 1), sentences, k, mask)`` runs one decoder step and
-    returns each sentence's k best candidates (values, indices into its K*V) and the next state."""
+    returns each sentence's k best candidates, sorted (values largest first, ties to the lower
+    index; indices into its K*V), and the next state."""
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
     k = beam_size
@@ -185,7 +199,7 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
             lp = float(top_scores[block, rank])
             finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, t + 1, length_penalty), lp))
         done = np.array([len(finished[s]) >= k for s in alive.tolist()])
-        keep_scores, keep = _top(np.where(is_eos, NEG_INF, top_scores), k)
+        keep_scores, keep = survivors(top_scores, is_eos, k)
         rows = (np.arange(len(alive))[:, None] * k + np.take_along_axis(top_beam, keep, 1)).reshape(-1)
         tokens, scores = np.take_along_axis(top_token, keep, 1).reshape(-1), keep_scores
         if done.all():

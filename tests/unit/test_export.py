@@ -207,3 +207,45 @@ def test_constraint_masks_are_shared_or_per_row():
     assert rows.shape == (3, 10) and np.isneginf(rows[0, 8]) and (rows[1:] == 0).all()
     limit = c.mask(4, np.zeros((3, 4), dtype=np.int64) + np.arange(4) + 10, 10)  # row 0 reaches its limit
     assert limit[0, EOS] == 0 and np.isneginf(np.delete(limit[0], EOS)).all() and (limit[1:] == 0).all()
+
+
+def test_survivors_equal_a_full_top_k_of_the_unbanned_scores():
+    """The beam keeps the first k unbanned candidates of the sorted step output; that must be
+    what a full top-k over the scores with banned ones at -inf returns, ties included."""
+    import numpy as np
+
+    from s2s.runtime.search import NEG_INF, _top, survivors
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        k = int(rng.integers(1, 6))
+        raw = rng.integers(-6, 0, size=(4, 2 * k)).astype(np.float32)  # small integers: many ties
+        raw[rng.random(raw.shape) < 0.1] = NEG_INF
+        scores, _ = _top(raw, 2 * k)  # sorted as the search head returns it, ties to the lower index
+        banned = (rng.random(scores.shape) < 0.4) | np.isinf(scores)
+        want_scores, want = _top(np.where(banned, NEG_INF, scores), k)
+        got_scores, got = survivors(scores, banned, k)
+        np.testing.assert_array_equal(got_scores, want_scores)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
+    """The runtime's defaults: onnxruntime workers do not spin between steps, and the glibc heap
+    keeps freed pages; both can be turned back."""
+    import onnxruntime as ort
+
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+    from s2s.runtime import translator as module
+
+    export_bundle(run_factory("bahdanau"), tmp_path / "b")
+    tuned, entries = [], []
+    monkeypatch.setattr(module, "keep_freed_memory", lambda: tuned.append(True))
+    original = ort.SessionOptions.add_session_config_entry
+    monkeypatch.setattr(ort.SessionOptions, "add_session_config_entry",
+                        lambda self, key, value: (entries.append((key, value)), original(self, key, value))[1])
+    assert Translator.load(tmp_path / "b").translate(["A dog runs."], beam=2)
+    assert tuned == [True] and ("session.intra_op.allow_spinning", "0") in entries
+    tuned.clear(), entries.clear()
+    Translator.load(tmp_path / "b", tune_allocator=False, spin=True)
+    assert tuned == [] and ("session.intra_op.allow_spinning", "1") in entries

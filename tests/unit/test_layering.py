@@ -31,10 +31,12 @@ def rule(layers: str, packages: str | None) -> Rule:
     return Rule(frozenset(layers.split()), None if packages is None else frozenset(packages.split()))
 
 
-BASE = "s2s errors registry config"
+BASE = "s2s allocator errors registry config"
 WEB = "fastapi starlette uvicorn pydantic anyio h11 httpx multipart python_multipart"
 RULES: dict[str, Rule] = {
     "s2s": rule("s2s", ""),  # s2s/__init__.py: version only, imports nothing heavy
+    # glibc heap settings (ctypes): used by training and by the runtime
+    "allocator": rule("s2s allocator", ""),
     "errors": rule(BASE, "yaml"),
     "registry": rule(BASE, "yaml"),
     "config": rule(BASE, "yaml"),
@@ -52,7 +54,7 @@ RULES: dict[str, Rule] = {
     "export": rule(f"{BASE} data models decoding runtime export",
                    "yaml datasets sentencepiece numpy torch tqdm onnx onnxruntime"),
     # the runtime ships without torch or training code: numpy + onnxruntime + sentencepiece only
-    "runtime": rule("s2s errors runtime", "numpy onnxruntime sentencepiece"),
+    "runtime": rule("s2s allocator errors runtime", "numpy onnxruntime sentencepiece"),
     "serve": rule("s2s errors runtime serve", f"numpy onnxruntime sentencepiece {WEB}"),
     "cli": rule(f"{BASE} data models training decoding evaluation export runtime serve cli", None),
     # s2s/__main__.py (``python -m s2s``) is the cli's second door: it may import the cli only
