@@ -77,7 +77,7 @@ def check_search(model, runtime: Translator, ids: list[list[int]], beam: int) ->
     memory, state = runtime.encode(src.numpy(), lengths.numpy())
     constraints = search.Constraints(limits.numpy())
     if beam == 1:
-        theirs = [[h] for h in search.greedy(runtime.step, memory, state, constraints)]
+        theirs = [[h] for h in search.greedy(runtime.select, memory, state, constraints, runtime.vocab_size)]
     else:
         theirs = search.beam(runtime.select, memory, state, constraints, runtime.vocab_size, beam)
     return sum(a[0].tokens != b[0].tokens for a, b in zip(ours, theirs))

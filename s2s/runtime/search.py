@@ -97,19 +97,21 @@ def take(arrays: dict, rows: np.ndarray) -> dict:
     return {name: value[rows] for name, value in arrays.items()}
 
 
-def greedy(step: Step, memory: dict, state: dict, constraints: Constraints, length_penalty: float = 0.0) -> list[Hypothesis]:
+def greedy(select: "Select", memory: dict, state: dict, constraints: Constraints, vocab: int,
+           length_penalty: float = 0.0) -> list[Hypothesis]:
+    """The most probable token at each step, through the same ``select`` as :func:`beam` with
+    one candidate per row (k = 1, each row its own block): with a search head the argmax is
+    taken inside the step graph and the (N, V) log-probabilities never leave it."""
     batch = len(constraints.max_lens)
     tokens = np.full(batch, BOS, dtype=np.int64)
     history = np.empty((batch, 0), dtype=np.int64)
     log_prob = np.zeros(batch, dtype=np.float32)
     done = np.zeros(batch, dtype=bool)
+    zeros = np.zeros((batch, 1), dtype=np.float32)
     for t in range(int(constraints.max_lens.max()) + 1):
-        log_probs, state, _ = step(tokens, state, memory)
-        log_probs = constraints(log_probs, t, history)
-        tokens = log_probs.argmax(-1)
-        best = log_probs[np.arange(batch), tokens]
-        tokens = np.where(done, EOS, tokens)
-        log_prob = log_prob + np.where(done, np.float32(0.0), best)
+        best, index, state = select(tokens, state, memory, zeros, batch, 1, constraints.mask(t, history, vocab))
+        tokens = np.where(done, EOS, index[:, 0])
+        log_prob = log_prob + np.where(done, np.float32(0.0), best[:, 0])
         history = np.concatenate([history, tokens[:, None]], 1)
         done |= tokens == EOS
         if done.all():
@@ -123,6 +125,9 @@ def greedy(step: Step, memory: dict, state: dict, constraints: Constraints, leng
 
 def _top(values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The k largest of each row, largest first, ties to the lower index: (values, indices)."""
+    if k == 1:  # argmax returns the first of equal maxima
+        index = values.argmax(1)[:, None]
+        return np.take_along_axis(values, index, 1), index
     if k < values.shape[1]:
         part = np.argpartition(-values, k - 1, axis=1)[:, :k]
         # argpartition may cut a tie at the k-th value arbitrarily: widen to every index tied with it

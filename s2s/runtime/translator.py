@@ -150,6 +150,7 @@ class Translator:
         constraints = search.Constraints(limits, o["min_len"], o["no_repeat_ngram"])
         memory, state = self.encode(src, lengths)
         if o["beam"] == 1 and o["n_best"] == 1:
-            return [[h] for h in search.greedy(self.step, memory, state, constraints, o["length_penalty"])]
+            return [[h] for h in search.greedy(self.select, memory, state, constraints, self.vocab_size,
+                                               o["length_penalty"])]
         return search.beam(self.select, memory, state, constraints, self.vocab_size, o["beam"], o["n_best"],
                            o["length_penalty"])
