@@ -125,6 +125,7 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "state": spec.state_specs,
             "variants": variants,
             "search_head": True,
+            "memory_per_sentence": bool(model.decoder.memory_per_sentence),
         },
         "provenance": {
             "s2s_version": s2s.__version__, "commit": _commit(), "recipe": recipe.name, "run": str(run),

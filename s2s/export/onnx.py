@@ -87,7 +87,9 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
     with torch.no_grad():
         memory, state = model.encode(src, lengths)
     state_axes = {name: {0: batch, **model.decoder.state_axes().get(name, {})} for name in state}
-    memory_axes = {name: {0: batch, **model.decoder.memory_axes().get(name, {1: src_len})} for name in memory}
+    # a memory kept per sentence has its own batch axis: B sentences while the state has B * K rows
+    memory_batch = "sentences" if model.decoder.memory_per_sentence else batch
+    memory_axes = {name: {0: memory_batch, **model.decoder.memory_axes().get(name, {1: src_len})} for name in memory}
     spec = GraphSpec(list(memory), list(state),
                      [_tensor_specs({name: memory[name]}, memory_axes[name])[0] for name in memory],
                      [_tensor_specs({name: state[name]}, state_axes[name])[0] for name in state])

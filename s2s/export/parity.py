@@ -79,7 +79,8 @@ def check_search(model, runtime: Translator, ids: list[list[int]], beam: int) ->
     if beam == 1:
         theirs = [[h] for h in search.greedy(runtime.select, memory, state, constraints, runtime.vocab_size)]
     else:
-        theirs = search.beam(runtime.select, memory, state, constraints, runtime.vocab_size, beam)
+        theirs = search.beam(runtime.select, memory, state, constraints, runtime.vocab_size, beam,
+                             memory_per_sentence=runtime.bundle.memory_per_sentence)
     return sum(a[0].tokens != b[0].tokens for a, b in zip(ours, theirs))
 
 

@@ -19,6 +19,7 @@ class Bundle:
     memory: list[str]
     state: list[str]
     variants: dict[str, dict] = field(default_factory=dict)
+    memory_per_sentence: bool = False  # graphs.memory_per_sentence: the step takes B memory rows for B * K state rows
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -57,6 +58,9 @@ def read_bundle(path: str | Path) -> Bundle:
     memory = [m["name"] for m in _need(graphs, "memory", list, where + " graphs")]
     state = [s["name"] for s in _need(graphs, "state", list, where + " graphs")]
     variants = _need(graphs, "variants", dict, where + " graphs")
+    shared = graphs.get("memory_per_sentence", False)
+    if not isinstance(shared, bool):
+        raise BundleError(f"{where}: field 'graphs.memory_per_sentence' must be true or false, got {shared!r}")
     vocab = _need(meta, "vocab", dict, where)
     for role in ("source", "target"):
         name = _need(vocab, role, str, where + " vocab")
@@ -67,4 +71,4 @@ def read_bundle(path: str | Path) -> Bundle:
             name = _need(files, role, str, f"{where} graphs.variants.{variant}")
             if not (path / name).is_file():
                 raise BundleError(f"{where}: graphs.variants.{variant}.{role} names {name}, which is not in the bundle")
-    return Bundle(path, meta, memory, state, variants)
+    return Bundle(path, meta, memory, state, variants, shared)

@@ -173,16 +173,18 @@ def numpy_select(step: Step) -> Select:
 
 
 def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vocab: int, beam_size: int = 5,
-         n_best: int = 1, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+         n_best: int = 1, length_penalty: float = 0.0, memory_per_sentence: bool = False) -> list[list[Hypothesis]]:
     """``select(tokens, state, memory, scores (R, 1), sentences, k, mask)`` runs one decoder step and
     returns each sentence's k best candidates, sorted (values largest first, ties to the lower
-    index; indices into its K*V), and the next state."""
+    index; indices into its K*V), and the next state. With ``memory_per_sentence`` (the bundle's
+    flag) the memory keeps one row per sentence instead of one per hypothesis."""
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
     k = beam_size
     batch = len(constraints.max_lens)
     expand = np.repeat(np.arange(batch), k)
-    memory, state = take(memory, expand), take(state, expand)
+    memory = memory if memory_per_sentence else take(memory, expand)
+    state = take(state, expand)
     constraints = constraints.select(expand)
     alive = np.arange(batch)
     scores = np.full((batch, k), NEG_INF, dtype=np.float32)
@@ -214,7 +216,7 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
             alive, scores = alive[live], scores[live]
             rows = rows.reshape(-1, k)[live].reshape(-1)
             tokens = tokens.reshape(-1, k)[live].reshape(-1)
-            memory = take(memory, (live[:, None] * k + np.arange(k)).reshape(-1))
+            memory = take(memory, live if memory_per_sentence else (live[:, None] * k + np.arange(k)).reshape(-1))
         state, constraints = take(state, rows), constraints.select(rows)
         history = np.concatenate([history[rows], tokens[:, None]], 1)
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]

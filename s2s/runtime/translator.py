@@ -153,4 +153,4 @@ class Translator:
             return [[h] for h in search.greedy(self.select, memory, state, constraints, self.vocab_size,
                                                o["length_penalty"])]
         return search.beam(self.select, memory, state, constraints, self.vocab_size, o["beam"], o["n_best"],
-                           o["length_penalty"])
+                           o["length_penalty"], self.bundle.memory_per_sentence)

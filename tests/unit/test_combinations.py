@@ -150,6 +150,38 @@ def test_transformer_memory_is_zero_at_padding_and_batching_does_not_change_a_se
     torch.testing.assert_close(alone, batched, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("encoder", ["transformer", "lstm"])
+def test_transformer_step_over_one_memory_row_per_sentence_equals_the_expanded_memory(encoder):
+    """``memory_per_sentence``: with K hypotheses per sentence in the state, a step over the
+    memory of B sentences gives what the step over the memory repeated K times gives."""
+    from s2s.config import recipe_from_dict
+    from s2s.models.build import build_model
+    from s2s.models.contract import select
+
+    from tests.unit.test_models import _batch
+
+    torch.manual_seed(0)
+    model = build_model(recipe_from_dict({"model": _model_section(encoder, "multihead", "transformer")})
+                        .model, 40, 40).eval()
+    assert model.decoder.memory_per_sentence
+    src, src_lengths, _ = _batch()
+    k = 3
+    expand = torch.arange(src.size(0)).repeat_interleave(k)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        memory, state = model.encode(src, src_lengths)
+        shared_state = state = select(state, expand)
+        expanded = select(memory, expand)
+        for _ in range(4):  # caches of different contents per hypothesis
+            tokens = torch.randint(4, 40, (expand.numel(),), generator=gen)
+            want, state, want_attn = model.step(tokens, state, expanded)
+            got, shared_state, got_attn = model.step(tokens, shared_state, memory)
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+            torch.testing.assert_close(got_attn, want_attn, atol=1e-6, rtol=0)
+            for name in state:
+                torch.testing.assert_close(shared_state[name], state[name], atol=1e-5, rtol=0)
+
+
 def test_a_source_longer_than_max_positions_is_refused_by_name():
     from s2s.config import recipe_from_dict
     from s2s.models.build import build_model

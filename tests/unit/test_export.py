@@ -134,6 +134,7 @@ def test_failed_verification_keeps_the_previous_bundle(run_factory, tmp_path, mo
     (lambda m: m.update(format_version=99), "format_version 99 is newer"),
     (lambda m: m["graphs"]["variants"]["fp32"].update(decoder_step="gone.onnx"), "gone.onnx, which is not in the bundle"),
     (lambda m: m["vocab"].update(source=3), "'source' must be str"),
+    (lambda m: m["graphs"].update(memory_per_sentence="yes"), "'graphs.memory_per_sentence' must be true or false"),
 ])
 def test_bad_bundle_json_names_the_field(run_factory, tmp_path, edit, message):
     from s2s.export.bundle import export_bundle

@@ -102,15 +102,22 @@ class MultiHeadAttention(Attention):
 
     def _attend_step(self, q: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool,
                      linear: StepLinears) -> tuple[Tensor, Tensor | None]:
-        """One query per row, q: (B, hidden). The same products as the (B, T) path with T = 1, with
-        shapes from -1 and constants only (no transposes: a single query needs none), so the
-        exported decoder step carries no shape arithmetic."""
+        """One query per row, q: (N, hidden). The same products as the (B, T) path with T = 1, with
+        shapes from -1, constants and the memory's batch size only, so the exported step carries
+        almost no shape arithmetic.
+
+        The memory may hold one row per sentence while the queries hold K consecutive rows per
+        sentence (a beam's hypotheses, N = B * K): each sentence's K queries then attend to its keys
+        in one (K, d) x (d, S) product per head, instead of K copies of the memory and K one-row
+        products. With K = 1 this is the usual row-by-row attention.
+        """
         size = self.hidden // self.heads
-        scores = torch.matmul(q.view(-1, self.heads, 1, size) * size ** -0.5, keys)  # (B, heads, 1, S)
+        q = q.view(src_pad_mask.size(0), -1, self.heads, size).transpose(1, 2)  # (B, heads, K, d)
+        scores = torch.matmul(q * size ** -0.5, keys)  # (B, heads, K, S)
         weights = torch.softmax(scores.masked_fill(src_pad_mask[:, None, None, :], float("-inf")), -1)
-        context = torch.matmul(F.dropout(weights, self.dropout, self.training), values)  # (B, heads, 1, d)
-        mean = weights.mean((1, 2)) if need_weights else None
-        return linear(context.flatten(1), self.out_proj.weight), mean
+        context = torch.matmul(F.dropout(weights, self.dropout, self.training), values)  # (B, heads, K, d)
+        mean = weights.mean(1).flatten(0, 1) if need_weights else None  # (N, S)
+        return linear(context.transpose(1, 2).reshape(-1, self.hidden), self.out_proj.weight), mean
 
     def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor,
                 linear: StepLinears = PLAIN) -> tuple[Tensor, Tensor]:

@@ -22,6 +22,10 @@ class Decoder(nn.Module):
     # How scheduled sampling gets predictions (s2s.models.sampling): "two-pass" works for any
     # decoder; "stepwise" decoders take ``feedback`` in :meth:`forward`.
     sampling: str = "two-pass"
+    # True when :meth:`step` accepts a memory of B rows with state and tokens of B * K rows (K
+    # consecutive rows per sentence, a beam's hypotheses): a beam search then keeps one copy of
+    # each source's memory instead of K. With K = 1 every decoder accepts it.
+    memory_per_sentence: bool = False
 
     def precompute(self, memory: State) -> State:
         """Tensors that depend only on the memory (e.g. attention keys), added to it once."""

@@ -10,6 +10,8 @@ the decoding contract requires::
 
 and the memory carries each layer's projected cross-attention keys ``cross_keys.<i>``
 (B, heads, d, S) and values ``cross_values.<i>`` (B, heads, S, d), computed once per source.
+A beam search may keep the memory at one row per sentence while the state has K rows per
+sentence (``memory_per_sentence``): each sentence's K queries attend in one product per head.
 Keys are stored transposed so that a step multiplies ``q @ keys`` and ``weights @ values``
 without transposing or copying a cache (the layout fast inference engines use). Beam search
 reorders the caches with the same row selection as any other state, and the step exports to one
@@ -63,6 +65,7 @@ class TransformerDecoderLayer(nn.Module):
 @register("decoder", "transformer", TransformerConfig)
 class TransformerDecoder(Decoder):
     attention_types = ("multihead",)  # what `attention.type` may name for this decoder
+    memory_per_sentence = True  # cross-attention groups a sentence's K queries (MultiHeadAttention)
 
     def __init__(self, embed_dim: int, config: TransformerConfig, make_attention: Callable[..., nn.Module]):
         super().__init__()
