@@ -231,8 +231,9 @@ def test_survivors_equal_a_full_top_k_of_the_unbanned_scores():
 
 
 def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
-    """The runtime's defaults: onnxruntime workers do not spin between steps, and the glibc heap
-    keeps freed pages; both can be turned back."""
+    """The runtime's defaults: onnxruntime workers spin only while a step runs (not between
+    steps), and the glibc heap keeps freed pages; both can be changed, and a bad spin is refused."""
+    from s2s.errors import ConfigError
     import onnxruntime as ort
 
     from s2s.export.bundle import export_bundle
@@ -246,7 +247,13 @@ def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
     monkeypatch.setattr(ort.SessionOptions, "add_session_config_entry",
                         lambda self, key, value: (entries.append((key, value)), original(self, key, value))[1])
     assert Translator.load(tmp_path / "b").translate(["A dog runs."], beam=2)
-    assert tuned == [True] and ("session.intra_op.allow_spinning", "0") in entries
+    assert tuned == [True]
+    assert {("session.intra_op.allow_spinning", "1"), ("session.force_spinning_stop", "1")} <= set(entries)
     tuned.clear(), entries.clear()
-    Translator.load(tmp_path / "b", tune_allocator=False, spin=True)
-    assert tuned == [] and ("session.intra_op.allow_spinning", "1") in entries
+    Translator.load(tmp_path / "b", tune_allocator=False, spin="never")
+    assert tuned == [] and entries == [("session.intra_op.allow_spinning", "0")]
+    entries.clear()
+    Translator.load(tmp_path / "b", spin="always")
+    assert entries == [("session.intra_op.allow_spinning", "1")]
+    with pytest.raises(ConfigError, match="spin must be one of run, always, never, got 'sometimes'"):
+        Translator.load(tmp_path / "b", spin="sometimes")
