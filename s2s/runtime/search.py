@@ -88,10 +88,6 @@ class Constraints:
             mask[limited, EOS] = 0.0
         return mask
 
-    def __call__(self, log_probs: np.ndarray, step: int, history: np.ndarray) -> np.ndarray:
-        mask = self.mask(step, history, log_probs.shape[1])
-        return log_probs if mask is None else log_probs + mask
-
 
 def take(arrays: dict, rows: np.ndarray) -> dict:
     return {name: value[rows] for name, value in arrays.items()}

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from s2s.allocator import keep_freed_memory
 from s2s.config import Recipe, save_recipe
 from s2s.data.batching import Batch
 from s2s.data.vocab import PAD
@@ -31,7 +32,6 @@ from s2s.evaluation.metrics import score
 from s2s.models.build import build_model, count_parameters
 from s2s.training import checkpoint
 from s2s.training.averaging import step_checkpoints, write_average
-from s2s.allocator import keep_freed_memory
 from s2s.training.losses import output_loss, sequence_loss
 from s2s.training.prepare import PreparedData, prepare_data
 from s2s.training.sampling import check_sampling, gold_probability, token_mixing
