@@ -29,28 +29,36 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lens: Tensor, beam:
         raise ValueError(f"n_best must be within 1..beam ({beam}), got {n_best}")
     batch, device = src.size(0), src.device
     memory, state = model.encode(src, src_lengths)
-    expand = torch.arange(batch, device=device).repeat_interleave(beam)
-    memory, state = select(memory, expand), select(state, expand)
-    limit = MaxLength(max_lens.to(device).repeat_interleave(beam), EOS)
-    alive = torch.arange(batch, device=device)  # sentence id of each active block of K rows
-    scores = torch.full((batch, beam), float("-inf"), device=device)
-    scores[:, 0] = 0.0  # one live beam at the start
-    history = empty_history(batch * beam, device)
+    limit = MaxLength(max_lens.to(device), EOS)
+    # Every sentence starts from one live hypothesis, so the first step runs on one row per
+    # sentence (width 1) and its survivors then fill K rows each: the K - 1 rows the first step
+    # would score at -inf are never computed.
+    width = 1
+    alive = torch.arange(batch, device=device)  # sentence id of each active block of rows
+    scores = torch.zeros((batch, 1), device=device)
+    history = empty_history(batch, device)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    tokens = torch.full((batch * beam,), BOS, dtype=torch.long, device=device)
+    tokens = torch.full((batch,), BOS, dtype=torch.long, device=device)
     for step in range(int(max_lens.max()) + 1):
         logits, state, _ = model.step(tokens, state, memory)
         log_probs = apply([*processors, limit], torch.log_softmax(logits.float(), -1), step, history)
         vocab = log_probs.size(-1)
-        candidates = (scores.view(-1, 1) + log_probs).view(len(alive), beam * vocab)
+        if width == 1 and vocab < 2 * beam:  # too few candidates in one row: K copies, K - 1 of them at -inf
+            expand = torch.arange(batch, device=device).repeat_interleave(beam)
+            log_probs, history, limit = log_probs.index_select(0, expand), history.index_select(0, expand), limit.select(expand)
+            state, memory = select(state, expand), select(memory, expand)
+            scores = torch.full((batch, beam), float("-inf"), device=device)
+            scores[:, 0] = 0.0
+            width = beam
+        candidates = (scores.view(-1, 1) + log_probs).view(len(alive), width * vocab)
         top_scores, top_index = candidates.topk(2 * beam, dim=1)
         top_beam, top_token = top_index // vocab, top_index % vocab
         is_eos = (top_token == EOS) | torch.isinf(top_scores)
-        _finish(finished, alive, history, beam, top_scores, top_beam, top_token, step, length_penalty)
+        _finish(finished, alive, history, beam, width, top_scores, top_beam, top_token, step, length_penalty)
         done = torch.tensor([len(finished[s]) >= beam for s in alive.tolist()], device=device)
         # The K best non-EOS continuations of every sentence.
         keep_scores, keep = top_scores.masked_fill(is_eos, float("-inf")).topk(beam, dim=1)
-        rows = (torch.arange(len(alive), device=device).unsqueeze(1) * beam
+        rows = (torch.arange(len(alive), device=device).unsqueeze(1) * width
                 + top_beam.gather(1, keep)).view(-1)
         tokens, scores = top_token.gather(1, keep).view(-1), keep_scores
         if bool(done.all()):
@@ -60,13 +68,17 @@ def beam_search(model, src: Tensor, src_lengths: Tensor, max_lens: Tensor, beam:
             alive, scores = alive.index_select(0, live), scores.index_select(0, live)
             rows = rows.view(-1, beam).index_select(0, live).view(-1)
             tokens = tokens.view(-1, beam).index_select(0, live).view(-1)
-            memory = select(memory, (live.unsqueeze(1) * beam + torch.arange(beam, device=device)).view(-1))
+            memory = select(memory, live if width == 1 else
+                            (live.unsqueeze(1) * beam + torch.arange(beam, device=device)).view(-1))
+        if width == 1:  # memory rows follow the state rows from now on
+            memory = select(memory, torch.arange(len(alive), device=device).repeat_interleave(beam))
+        width = beam
         state, limit = model.reorder(state, rows), limit.select(rows)
         history = torch.cat([history.index_select(0, rows), tokens.unsqueeze(1)], 1)
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
 
 
-def _finish(finished, alive, history, beam, top_scores, top_beam, top_token, step, alpha) -> None:
+def _finish(finished, alive, history, beam, width, top_scores, top_beam, top_token, step, alpha) -> None:
     """Turn EOS candidates ranked within the top K into finished hypotheses."""
     eos = (top_token[:, :beam] == EOS) & torch.isfinite(top_scores[:, :beam])
     if not bool(eos.any()):
@@ -75,6 +87,6 @@ def _finish(finished, alive, history, beam, top_scores, top_beam, top_token, ste
         sentence = int(alive[block])
         if len(finished[sentence]) >= beam:
             continue
-        row = block * beam + int(top_beam[block, rank])
+        row = block * width + int(top_beam[block, rank])
         log_prob = float(top_scores[block, rank])
         finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(log_prob, step + 1, alpha), log_prob))

@@ -178,16 +178,21 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
         raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
     k = beam_size
     batch = len(constraints.max_lens)
-    expand = np.repeat(np.arange(batch), k)
-    memory = memory if memory_per_sentence else take(memory, expand)
-    state = take(state, expand)
-    constraints = constraints.select(expand)
+    # Every sentence starts from one live hypothesis, so the first step runs on one row per
+    # sentence (width 1) and the survivors then fill K rows each: the K - 1 rows the first step
+    # would score at -inf are never computed. Too small a vocabulary for 2K candidates per row
+    # starts at width K as before.
+    width = 1 if vocab >= 2 * k else k
+    if width > 1:
+        expand = np.repeat(np.arange(batch), k)
+        memory = memory if memory_per_sentence else take(memory, expand)
+        state, constraints = take(state, expand), constraints.select(expand)
     alive = np.arange(batch)
-    scores = np.full((batch, k), NEG_INF, dtype=np.float32)
+    scores = np.full((batch, width), NEG_INF, dtype=np.float32)
     scores[:, 0] = 0.0
-    history = np.empty((batch * k, 0), dtype=np.int64)
+    history = np.empty((batch * width, 0), dtype=np.int64)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    tokens = np.full(batch * k, BOS, dtype=np.int64)
+    tokens = np.full(batch * width, BOS, dtype=np.int64)
     for t in range(int(constraints.max_lens.max()) + 1):
         mask = constraints.mask(t, history, vocab)
         top_scores, top_index, state = select(tokens, state, memory, scores.reshape(-1, 1), len(alive), 2 * k, mask)
@@ -198,13 +203,13 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
             sentence = int(alive[block])
             if len(finished[sentence]) >= k:
                 continue
-            row = block * k + int(top_beam[block, rank])
+            row = block * width + int(top_beam[block, rank])
             lp = float(top_scores[block, rank])
             finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, t + 1, length_penalty), lp))
         done = np.array([len(finished[s]) >= k for s in alive.tolist()])
         keep_scores, keep = survivors(top_scores, is_eos, k)
         blocks = np.arange(len(alive))[:, None]
-        rows = (blocks * k + top_beam[blocks, keep]).reshape(-1)
+        rows = (blocks * width + top_beam[blocks, keep]).reshape(-1)
         tokens, scores = top_token[blocks, keep].reshape(-1), keep_scores
         if done.all():
             break
@@ -213,7 +218,11 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
             alive, scores = alive[live], scores[live]
             rows = rows.reshape(-1, k)[live].reshape(-1)
             tokens = tokens.reshape(-1, k)[live].reshape(-1)
-            memory = take(memory, live if memory_per_sentence else (live[:, None] * k + np.arange(k)).reshape(-1))
+            per_sentence = memory_per_sentence or width == 1
+            memory = take(memory, live if per_sentence else (live[:, None] * k + np.arange(k)).reshape(-1))
+        if width == 1 and not memory_per_sentence:  # memory rows follow the state rows from now on
+            memory = take(memory, np.repeat(np.arange(len(alive)), k))
+        width = k
         state, constraints = take(state, rows), constraints.select(rows)
         history = np.concatenate([history[rows], tokens[:, None]], 1)
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +85,7 @@ class TableModel:
                 for token, p in table.get(prev, {EOS: 1.0}).items():
                     self.log_probs[k, prev, token] = ln(p)
         self.steps_taken = 0
+        self.rows_per_step: list[int] = []
 
     def encode(self, src, src_lengths):
         batch = src.size(0)
@@ -94,6 +96,7 @@ class TableModel:
         assert prev_tokens.shape == (rows,) and memory["table"].shape == (rows,) and state["steps"].shape == (rows,)
         assert bool((state["steps"] == state["steps"][0]).all()), "state rows out of step"
         self.steps_taken += 1
+        self.rows_per_step.append(rows)
         logits = self.log_probs[memory["table"], prev_tokens]
         return logits, {"steps": state["steps"] + 1}, torch.ones(rows, 1)
 
@@ -271,6 +274,60 @@ def test_fake_batch_of_different_tables_decodes_as_each_alone(beam):
         alone = beam_search(alone_model, alone_src, alone_lengths, limits[i:i + 1], beam=beam, n_best=beam)[0]
         assert [h.tokens for h in batched[i]] == [h.tokens for h in alone]
         assert [h.score for h in batched[i]] == pytest.approx([h.score for h in alone], abs=1e-6)
+
+
+def test_first_beam_step_scores_one_row_per_sentence():
+    """All K hypotheses of a sentence start identical, so the first step runs on its one live row
+    and the K rows exist only from the second step on."""
+    model, src, src_lengths = fake(ENDLESS, NGRAM, LENGTH)
+    beam_search(model, src, src_lengths, lens(4, 4, 4), beam=3)
+    assert model.rows_per_step[:2] == [3, 9]
+
+
+@pytest.mark.parametrize("beam", [5, 6, 9])
+def test_beam_wider_than_half_the_vocabulary_still_searches_every_row(beam):
+    """2K candidates cannot come from one row of V = 10 when K > 5: the first step's row is then
+    copied K times (K - 1 at -inf), and the search gives the exhaustive n-best."""
+    model, src, src_lengths = fake(CLASSIC)
+    hyps = beam_search(model, src, src_lengths, lens(3), beam=beam, n_best=3)[0]
+    assert [h.tokens for h in hyps] == [[B], [A], [A, D]]
+    for hyp in hyps:
+        assert hyp.log_prob == pytest.approx(path_log_prob(CLASSIC, hyp.tokens), abs=1e-5)
+    assert model.rows_per_step[:2] == [1, beam]
+
+
+class NumpyTables:
+    """TableModel's step for the runtime's numpy search: same tables, numpy in and out."""
+
+    def __init__(self, model: TableModel):
+        self.log_probs = model.log_probs.numpy()
+        self.rows_per_step: list[int] = []
+
+    def __call__(self, tokens, state, memory):
+        self.rows_per_step.append(len(tokens))
+        assert len(memory["table"]) == len(tokens) == len(state["steps"])
+        return self.log_probs[memory["table"], tokens], {"steps": state["steps"] + 1}, np.ones((len(tokens), 1))
+
+
+@pytest.mark.parametrize("beam", [2, 3, 5, 6])
+def test_numpy_beam_search_is_the_torch_search_twin(beam):
+    """The runtime's numpy search gives the torch search's n-best hypotheses and scores, on a batch
+    whose sentences finish at different steps; both first score one row per sentence."""
+    from s2s.runtime import search
+
+    tables = [CLASSIC, NGRAM, LENGTH, EAGER]  # not ENDLESS: its equally probable paths tie exactly
+    limits = lens(5, 6, 6, 2)
+    model, src, src_lengths = fake(*tables)
+    ours = beam_search(model, src, src_lengths, limits, beam=beam, n_best=beam, length_penalty=0.6)
+    step = NumpyTables(model)
+    memory, state = {"table": src[:, 0].numpy()}, {"steps": np.zeros(len(tables), np.int64)}
+    theirs = search.beam(search.numpy_select(step), memory, state, search.Constraints(limits.numpy()), V, beam,
+                         n_best=beam, length_penalty=0.6)
+    for a, b in zip(ours, theirs):
+        assert [h.tokens for h in a] == [h.tokens for h in b]
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
+    first = len(tables) if 2 * beam <= V else len(tables) * beam
+    assert step.rows_per_step[0] == first and step.rows_per_step[1] == len(tables) * beam
 
 
 # --------------------------------------------------------------------------- a tiny random model
