@@ -149,8 +149,11 @@ def add_search_head(path: Path) -> None:
         kind = TensorProto.FLOAT if value.dtype == np.float32 else TensorProto.INT64
         graph.input.append(helper.make_tensor_value_info(name, kind, dims[name]))
     graph.node.extend([
-        helper.make_node("Add", ["log_probs", "search.mask"], ["search/masked"]),
-        helper.make_node("Add", ["search/masked", "search.scores"], ["search/total"]),
+        # mask + scores first: without a mask that sum is (N, 1), and the (N, V) log-probabilities
+        # are read once instead of twice. Each element gets the same float sum either way: the
+        # mask holds only 0 and -inf.
+        helper.make_node("Add", ["search.scores", "search.mask"], ["search/offsets"]),
+        helper.make_node("Add", ["log_probs", "search/offsets"], ["search/total"]),
         helper.make_node("Reshape", ["search/total", "search.shape"], ["search/blocks"]),
         helper.make_node("TopK", ["search/blocks", "search.k"], ["top_values", "top_indices"], axis=1, largest=1,
                          sorted=1),

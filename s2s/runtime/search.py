@@ -72,8 +72,19 @@ class Constraints:
 
     def mask(self, step: int, history: np.ndarray, vocab: int) -> np.ndarray | None:
         """(1, V) when every row shares the mask, (N, V) when rows differ, None when nothing is banned."""
-        at_limit = self.max_lens <= step
-        bans = self._ngram_bans(step, history)
+        return self._mask(step, self.max_lens <= step, self._ngram_bans(step, history), vocab)
+
+    def plan(self, step: int, history: np.ndarray, vocab: int) -> tuple[np.ndarray | None, bool]:
+        """(mask, eos_only) for this step. When EOS is the only banned token (below ``min_len``, no
+        row at its limit, no n-gram ban) no mask is built and ``eos_only`` is True: the search
+        then widens its top list by one candidate per row and drops EOS from it (:func:`drop_eos`),
+        instead of adding an (N, V) mask whose only -inf is one column."""
+        at_limit, bans = self.max_lens <= step, self._ngram_bans(step, history)
+        if step < self.min_len and not at_limit.any() and not bans:
+            return None, True
+        return self._mask(step, at_limit, bans, vocab), False
+
+    def _mask(self, step: int, at_limit: np.ndarray, bans: dict, vocab: int) -> np.ndarray | None:
         if step >= self.min_len and not at_limit.any() and not bans:
             return None
         per_row = bool(bans) or not (at_limit.all() or not at_limit.any())
@@ -87,6 +98,15 @@ class Constraints:
             mask[limited] = NEG_INF
             mask[limited, EOS] = 0.0
         return mask
+
+
+def drop_eos(values: np.ndarray, index: np.ndarray, vocab: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first k candidates of each sorted row whose token is not EOS. A row's top list widened
+    by its block's number of rows holds at most one EOS per row, so this is the top k that the
+    same scores with EOS masked to -inf would give, in the same order."""
+    order = np.argsort(index % vocab == EOS, axis=1, kind="stable")[:, :k]
+    at = (np.arange(len(order))[:, None], order)
+    return values[at], index[at]
 
 
 def take(arrays: dict, rows: np.ndarray) -> dict:
@@ -105,7 +125,10 @@ def greedy(select: "Select", memory: dict, state: dict, constraints: Constraints
     done = np.zeros(batch, dtype=bool)
     zeros = np.zeros((batch, 1), dtype=np.float32)
     for t in range(int(constraints.max_lens.max()) + 1):
-        best, index, state = select(tokens, state, memory, zeros, batch, 1, constraints.mask(t, history, vocab))
+        mask, eos_only = constraints.plan(t, history, vocab)
+        best, index, state = select(tokens, state, memory, zeros, batch, 2 if eos_only else 1, mask)
+        if eos_only:
+            best, index = drop_eos(best, index, vocab, 1)
         tokens = np.where(done, EOS, index[:, 0])
         log_prob = log_prob + np.where(done, np.float32(0.0), best[:, 0])
         history = np.concatenate([history, tokens[:, None]], 1)
@@ -194,8 +217,11 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = np.full(batch * width, BOS, dtype=np.int64)
     for t in range(int(constraints.max_lens.max()) + 1):
-        mask = constraints.mask(t, history, vocab)
-        top_scores, top_index, state = select(tokens, state, memory, scores.reshape(-1, 1), len(alive), 2 * k, mask)
+        mask, eos_only = constraints.plan(t, history, vocab)
+        wanted = min(2 * k + width, width * vocab) if eos_only else 2 * k
+        top_scores, top_index, state = select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask)
+        if eos_only:
+            top_scores, top_index = drop_eos(top_scores, top_index, vocab, 2 * k)
         top_beam, top_token = top_index // vocab, top_index % vocab
         is_eos = (top_token == EOS) | np.isinf(top_scores)
         eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])

@@ -202,7 +202,11 @@ def test_constraint_masks_are_shared_or_per_row():
     history = np.array([[7, 8, 7], [5, 6, 9], [4, 5, 6]])
     shared = c.mask(1, history[:, :1], 10)  # before min_len: only EOS banned, for every row
     assert shared.shape == (1, 10) and np.isneginf(shared[0, EOS]) and (np.delete(shared[0], EOS) == 0).all()
+    assert c.plan(1, history[:, :1], 10) == (None, True)  # the search drops EOS itself: no mask
     assert c.mask(2, history[:, :2], 10) is None
+    assert c.plan(2, history[:, :2], 10) == (None, False)
+    mask, eos_only = Constraints(np.array([4, 6, 6]), min_len=3, no_repeat_ngram=2).plan(2, np.array([[5, 5], [6, 7], [7, 8]]), 10)
+    assert not eos_only and np.isneginf(mask[:, EOS]).all() and np.isneginf(mask[0, 5])  # an n-gram ban too
     assert np.isneginf(c.mask(2, np.array([[1, 2], [3, 4], [5, 5]]), 10)[2, 5])  # "5 5" again is banned
     rows = c.mask(3, history, 10)  # row 0 repeats "7 8": 8 banned; no row at its limit yet
     assert rows.shape == (3, 10) and np.isneginf(rows[0, 8]) and (rows[1:] == 0).all()
@@ -228,6 +232,28 @@ def test_survivors_equal_a_full_top_k_of_the_unbanned_scores():
         got_scores, got = survivors(scores, banned, k)
         np.testing.assert_array_equal(got_scores, want_scores)
         np.testing.assert_array_equal(got, want)
+
+
+def test_dropping_eos_from_a_widened_top_list_equals_masking_it():
+    """Below min_len the search asks for width more candidates and drops EOS instead of adding a
+    mask: the result must be the masked top-k, values, indices and order, ties included."""
+    import numpy as np
+
+    from s2s.runtime.search import EOS, NEG_INF, _top, drop_eos
+
+    rng = np.random.default_rng(1)
+    vocab = 6
+    for _ in range(200):
+        width, k = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        scores = rng.integers(-5, 0, size=(3, width * vocab)).astype(np.float32)  # many ties
+        scores[rng.random(scores.shape) < 0.1] = NEG_INF
+        masked = scores.copy()
+        masked[:, EOS::vocab] = NEG_INF
+        want = _top(masked, k)
+        values, index = _top(scores, min(k + width, width * vocab))
+        got = drop_eos(values, index, vocab, k)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
 
 
 def test_translator_session_settings(run_factory, tmp_path, monkeypatch):

@@ -309,25 +309,45 @@ class NumpyTables:
         return self.log_probs[memory["table"], tokens], {"steps": state["steps"] + 1}, np.ones((len(tokens), 1))
 
 
-@pytest.mark.parametrize("beam", [2, 3, 5, 6])
-def test_numpy_beam_search_is_the_torch_search_twin(beam):
-    """The runtime's numpy search gives the torch search's n-best hypotheses and scores, on a batch
-    whose sentences finish at different steps; both first score one row per sentence."""
+@pytest.mark.parametrize("min_len", [0, 3])
+@pytest.mark.parametrize("beam", [1, 2, 3, 5, 6])
+def test_numpy_search_is_the_torch_search_twin(beam, min_len):
+    """The runtime's numpy searches give the torch searches' n-best hypotheses and scores, on a
+    batch whose sentences finish at different steps; the beam first scores one row per sentence.
+    Below min_len the numpy search bans EOS without a mask, by widening its top list."""
     from s2s.runtime import search
 
     tables = [CLASSIC, NGRAM, LENGTH, EAGER]  # not ENDLESS: its equally probable paths tie exactly
-    limits = lens(5, 6, 6, 2)
+    limits = lens(5, 6, 6, 4)
     model, src, src_lengths = fake(*tables)
-    ours = beam_search(model, src, src_lengths, limits, beam=beam, n_best=beam, length_penalty=0.6)
+    processors = [MinLength(min_len, EOS)]
+    if beam == 1:
+        ours = [[h] for h in greedy_search(model, src, src_lengths, limits, processors, length_penalty=0.6)]
+    else:
+        ours = beam_search(model, src, src_lengths, limits, beam=beam, n_best=beam, length_penalty=0.6,
+                           processors=processors)
     step = NumpyTables(model)
+    calls = []
+
+    def select(tokens, state, memory, scores, blocks, k, mask):
+        calls.append((k, mask is None))
+        return search.numpy_select(step)(tokens, state, memory, scores, blocks, k, mask)
+
     memory, state = {"table": src[:, 0].numpy()}, {"steps": np.zeros(len(tables), np.int64)}
-    theirs = search.beam(search.numpy_select(step), memory, state, search.Constraints(limits.numpy()), V, beam,
-                         n_best=beam, length_penalty=0.6)
+    constraints = search.Constraints(limits.numpy(), min_len=min_len)
+    if beam == 1:
+        theirs = [[h] for h in search.greedy(select, memory, state, constraints, V, length_penalty=0.6)]
+    else:
+        theirs = search.beam(select, memory, state, constraints, V, beam, n_best=beam, length_penalty=0.6)
     for a, b in zip(ours, theirs):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
-    first = len(tables) if 2 * beam <= V else len(tables) * beam
-    assert step.rows_per_step[0] == first and step.rows_per_step[1] == len(tables) * beam
+    if min_len:  # no mask below min_len, and one more candidate per row
+        first = 2 if beam == 1 else min(2 * beam + 1, V) if 2 * beam <= V else 3 * beam
+        assert calls[0] == (first, True) and all(c[1] for c in calls[:min_len])
+    if beam > 1:
+        assert step.rows_per_step[0] == len(tables) * (1 if 2 * beam <= V else beam)
+        assert step.rows_per_step[1] == len(tables) * beam
 
 
 # --------------------------------------------------------------------------- a tiny random model
