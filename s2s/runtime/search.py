@@ -108,9 +108,8 @@ def drop_eos(values: np.ndarray, index: np.ndarray, vocab: int, k: int) -> tuple
     is_eos = index % vocab == EOS
     if not is_eos.any():
         return values[:, :k], index[:, :k]
-    order = np.argsort(is_eos, axis=1, kind="stable")[:, :k]
-    at = (np.arange(len(order))[:, None], order)
-    return values[at], index[at]
+    kept, order = survivors(values, is_eos, k)
+    return kept, index[np.arange(len(order))[:, None], order]
 
 
 PARALLEL_BYTES = 1 << 20  # take() splits its copies between two threads above this many bytes
