@@ -5,12 +5,16 @@ log-probabilities.
         --source ../shared/data/multi30k/test_2016_flickr.en.gz --beam 5 --json OUT
 
 Prints, and writes as JSON, how many sentences differ (tokens of the best hypothesis) and the
-largest log-probability difference seen when both engines are fed the same prefixes.
+largest log-probability difference seen when both engines are fed the same prefixes. With
+``--float64`` it also reports each engine's own error against the PyTorch model evaluated in float64
+(encoder outputs, and log-probabilities and state of single steps started from the exact state),
+which tells which engine a difference comes from.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -26,7 +30,7 @@ import s2s.models  # noqa: E402,F401
 from s2s.data.batching import pad, with_eos  # noqa: E402
 from s2s.data.corpus import read_lines  # noqa: E402
 from s2s.decoding.translator import Translator as TorchTranslator  # noqa: E402
-from s2s.export.parity import check_steps  # noqa: E402
+from s2s.export.parity import check_steps, float64_errors  # noqa: E402
 from s2s.runtime import Translator  # noqa: E402
 
 
@@ -39,6 +43,8 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--variant", default="fp32", choices=["fp32", "int8"])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--float64", action="store_true",
+                        help="also measure both engines against the model evaluated in float64")
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,16 +56,21 @@ def main() -> int:
     a = ours.hypotheses(lines, **options)
     b = theirs.hypotheses(lines, **options)
     differ = [i for i, (x, y) in enumerate(zip(a, b)) if x[0].tokens != y[0].tokens]
-    worst = 0.0
+    worst, exact = 0.0, {}
+    model64 = copy.deepcopy(ours.model).double().eval() if args.float64 else None
     ids = ours.vocabs.src.encode(lines)
     for s in range(0, len(ids), args.batch_size):
         rows = with_eos(ids[s:s + args.batch_size])
         src = torch.from_numpy(pad(rows))
         lengths = torch.from_numpy(np.asarray([len(r) for r in rows]))
         worst = max(worst, check_steps(ours.model, theirs, src, lengths, steps=8))
+        if args.float64:
+            for key, value in float64_errors(ours.model, theirs, src, lengths, 8, model64).items():
+                exact[key] = max(exact.get(key, 0.0), value)
     result = {"sentences": len(lines), "beam": args.beam, "variant": args.variant,
               "differing_sentences": len(differ), "first_differing": differ[:10],
-              "max_abs_log_prob_diff": worst, "seconds": time.perf_counter() - start}
+              "max_abs_log_prob_diff": worst,
+              **{f"float64_{key}": value for key, value in exact.items()}, "seconds": time.perf_counter() - start}
     for key, value in result.items():
         print(f"{key:<22} {value}")
     if args.json:

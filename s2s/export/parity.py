@@ -8,6 +8,7 @@ onnxruntime sessions: the same tokens for every sentence.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +61,51 @@ def check_steps(model, runtime: Translator, src: torch.Tensor, lengths: torch.Te
                         _max_diff(o_attn, attn.numpy()),
                         *(_max_diff(o_state[n], state[n].numpy()) for n in state))
             o_state = {n: state[n].numpy() for n in state}  # continue both from the same state
+            tokens = torch.randint(4, logits.size(-1), tokens.shape, generator=gen)
+    return worst
+
+
+def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch.Tensor,
+                   steps: int = 6, exact=None) -> dict[str, float]:
+    """Each engine's largest error against the same PyTorch model evaluated in float64.
+
+    :func:`check_steps` measures how far the two float32 engines are from each other; this says
+    which of them is off. Both encoders are compared with the float64 encoder; every step of both
+    engines starts from the float64 memory and state rounded to float32, so the step errors are
+    each step's own and do not accumulate. Keys: ``{torch,runtime}_{memory,log_probs,state}``.
+    ``exact``: the float64 copy of ``model``, to reuse across batches (made here when None)."""
+    exact = exact if exact is not None else copy.deepcopy(model).double().eval()
+    gen = torch.Generator().manual_seed(1)
+    worst = {f"{engine}_{what}": 0.0 for engine in ("torch", "runtime") for what in ("memory", "log_probs", "state")}
+
+    def note(key: str, got: np.ndarray, truth: torch.Tensor) -> None:
+        worst[key] = max(worst[key], _max_diff(np.asarray(got), truth.numpy()))
+
+    def single(tensors: dict) -> dict:
+        return {n: v.float() if v.is_floating_point() else v for n, v in tensors.items()}
+
+    with torch.no_grad():
+        memory64, state64 = exact.encode(src, lengths)
+        memory, _ = model.encode(src, lengths)
+        o_memory, _ = runtime.encode(src.numpy(), lengths.numpy())
+        for name, truth in memory64.items():
+            if truth.is_floating_point():
+                note("torch_memory", memory[name].numpy(), truth)
+                note("runtime_memory", o_memory[name], truth)
+        memory, o_memory = single(memory64), {n: v.numpy() for n, v in single(memory64).items()}
+        tokens = torch.full((src.size(0),), 2, dtype=torch.long)
+        for _ in range(steps):
+            state = single(state64)
+            logits64, next64, _ = exact.step(tokens, state64, memory64)
+            truth = torch.log_softmax(logits64, -1)
+            logits, new_state, _ = model.step(tokens, state, memory)
+            log_probs, o_state, _ = runtime.step(tokens.numpy(), {n: v.numpy() for n, v in state.items()}, o_memory)
+            note("torch_log_probs", torch.log_softmax(logits.float(), -1).numpy(), truth)
+            note("runtime_log_probs", log_probs, truth)
+            for name in next64:
+                note("torch_state", new_state[name].numpy(), next64[name])
+                note("runtime_state", o_state[name], next64[name])
+            state64 = next64
             tokens = torch.randint(4, logits.size(-1), tokens.shape, generator=gen)
     return worst
 

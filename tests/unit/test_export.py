@@ -92,6 +92,33 @@ def test_int8_bundle_translates_and_is_smaller(run_factory, multi30k_slice, tmp_
     assert len(out) == 4 and all(isinstance(s, str) for s in out)
 
 
+def test_float64_errors_tell_which_engine_is_off(run_factory, tmp_path):
+    from s2s.decoding.translator import Translator as TorchTranslator
+    from s2s.export.bundle import export_bundle
+    from s2s.export.onnx import sample_batch
+    from s2s.export.parity import float64_errors
+    from s2s.runtime import Translator
+
+    run = run_factory("bahdanau")
+    export_bundle(run, tmp_path / "b")
+    model = TorchTranslator.from_run(run).model.eval()
+    runtime = Translator.load(tmp_path / "b", providers=["CPUExecutionProvider"])
+    src, lengths = sample_batch(model.src_embed.num_embeddings)
+    clean = float64_errors(model, runtime, src, lengths)
+    assert set(clean) == {f"{e}_{w}" for e in ("torch", "runtime") for w in ("memory", "log_probs", "state")}
+    assert all(0.0 <= value < 1e-5 for value in clean.values()), clean
+    step = runtime.step
+
+    def off_by_a_thousandth(tokens, state, memory):  # a runtime whose log-probs are wrong
+        log_probs, new_state, attn = step(tokens, state, memory)
+        return log_probs + 1e-3, new_state, attn
+
+    runtime.step = off_by_a_thousandth
+    off = float64_errors(model, runtime, src, lengths)
+    assert off["runtime_log_probs"] == pytest.approx(1e-3, rel=0.02)
+    assert off["torch_log_probs"] == clean["torch_log_probs"] and off["runtime_state"] == clean["runtime_state"]
+
+
 def test_runtime_runs_where_torch_cannot_be_imported(run_factory, multi30k_slice, tmp_path):
     from s2s.export.bundle import export_bundle
 
