@@ -56,7 +56,7 @@ def main() -> int:
     a = ours.hypotheses(lines, **options)
     b = theirs.hypotheses(lines, **options)
     differ = [i for i, (x, y) in enumerate(zip(a, b)) if x[0].tokens != y[0].tokens]
-    worst, exact = 0.0, {}
+    worst, errors64 = 0.0, {}
     model64 = copy.deepcopy(ours.model).double().eval() if args.float64 else None
     ids = ours.vocabs.src.encode(lines)
     for s in range(0, len(ids), args.batch_size):
@@ -66,11 +66,11 @@ def main() -> int:
         worst = max(worst, check_steps(ours.model, theirs, src, lengths, steps=8))
         if args.float64:
             for key, value in float64_errors(ours.model, theirs, src, lengths, 8, model64).items():
-                exact[key] = max(exact.get(key, 0.0), value)
+                errors64[key] = max(errors64.get(key, 0.0), value)
     result = {"sentences": len(lines), "beam": args.beam, "variant": args.variant,
               "differing_sentences": len(differ), "first_differing": differ[:10],
               "max_abs_log_prob_diff": worst,
-              **{f"float64_{key}": value for key, value in exact.items()}, "seconds": time.perf_counter() - start}
+              **{f"float64_{key}": value for key, value in errors64.items()}, "seconds": time.perf_counter() - start}
     for key, value in result.items():
         print(f"{key:<22} {value}")
     if args.json:

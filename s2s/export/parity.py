@@ -46,23 +46,28 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def check_steps(model, runtime: Translator, src: torch.Tensor, lengths: torch.Tensor, steps: int = 6) -> float:
     """Largest difference of memory, log-probs and state over ``steps`` teacher-forced steps."""
-    gen = torch.Generator().manual_seed(1)
     worst = 0.0
     with torch.no_grad():
         memory, state = model.encode(src, lengths)
         o_memory, o_state = runtime.encode(src.numpy(), lengths.numpy())
         for name in memory:
             worst = max(worst, _max_diff(o_memory[name], memory[name].numpy()))
-        tokens = torch.full((src.size(0),), 2, dtype=torch.long)
-        for _ in range(steps):
+        for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps):
             logits, state, attn = model.step(tokens, state, memory)
             log_probs, o_state, o_attn = runtime.step(tokens.numpy(), o_state, o_memory)
             worst = max(worst, _max_diff(log_probs, torch.log_softmax(logits.float(), -1).numpy()),
                         _max_diff(o_attn, attn.numpy()),
                         *(_max_diff(o_state[n], state[n].numpy()) for n in state))
             o_state = {n: state[n].numpy() for n in state}  # continue both from the same state
-            tokens = torch.randint(4, logits.size(-1), tokens.shape, generator=gen)
     return worst
+
+
+def _probe_tokens(batch: int, vocab: int, steps: int):
+    """The tokens fed at the probed steps: BOS, then seeded random non-special tokens."""
+    gen = torch.Generator().manual_seed(1)
+    yield torch.full((batch,), search.BOS, dtype=torch.long)
+    for _ in range(steps - 1):
+        yield torch.randint(4, vocab, (batch,), generator=gen)
 
 
 def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch.Tensor,
@@ -75,7 +80,6 @@ def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch
     each step's own and do not accumulate. Keys: ``{torch,runtime}_{memory,log_probs,state}``.
     ``exact``: the float64 copy of ``model``, to reuse across batches (made here when None)."""
     exact = exact if exact is not None else copy.deepcopy(model).double().eval()
-    gen = torch.Generator().manual_seed(1)
     worst = {f"{engine}_{what}": 0.0 for engine in ("torch", "runtime") for what in ("memory", "log_probs", "state")}
 
     def note(key: str, got: np.ndarray, truth: torch.Tensor) -> None:
@@ -92,9 +96,9 @@ def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch
             if truth.is_floating_point():
                 note("torch_memory", memory[name].numpy(), truth)
                 note("runtime_memory", o_memory[name], truth)
-        memory, o_memory = single(memory64), {n: v.numpy() for n, v in single(memory64).items()}
-        tokens = torch.full((src.size(0),), 2, dtype=torch.long)
-        for _ in range(steps):
+        memory = single(memory64)  # both engines step from the exact memory, rounded
+        o_memory = {n: v.numpy() for n, v in memory.items()}
+        for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps):
             state = single(state64)
             logits64, next64, _ = exact.step(tokens, state64, memory64)
             truth = torch.log_softmax(logits64, -1)
@@ -106,7 +110,6 @@ def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch
                 note("torch_state", new_state[name].numpy(), next64[name])
                 note("runtime_state", o_state[name], next64[name])
             state64 = next64
-            tokens = torch.randint(4, logits.size(-1), tokens.shape, generator=gen)
     return worst
 
 
