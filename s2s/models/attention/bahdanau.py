@@ -6,7 +6,6 @@ the query: the RNN decoder attends before its recurrent step and feeds the conte
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from s2s.models import functional as fn
@@ -37,5 +36,5 @@ class BahdanauAttention(Attention):
         return linear(query, self.query_proj.weight)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return self.v(fn.tanh(keys + query.unsqueeze(1))).squeeze(-1)
+        return fn.dot_last(fn.tanh(keys + query.unsqueeze(1)), self.v.weight[0])
 

@@ -6,7 +6,6 @@ with the current decoder state h_t as the query (the decoder attends after its r
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from s2s.models import functional as fn
@@ -24,7 +23,7 @@ class LuongDotAttention(Attention):
                              f"({memory_dim}); use luong-general or luong-concat")
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+        return fn.dot_rows(keys, query)
 
 
 @register("attention", "luong-general", AttentionConfig)
@@ -37,7 +36,7 @@ class LuongGeneralAttention(Attention):
         return self.proj(memory_bank)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return torch.bmm(keys, query.unsqueeze(-1)).squeeze(-1)
+        return fn.dot_rows(keys, query)
 
 
 @register("attention", "luong-concat", AttentionConfig)
@@ -61,4 +60,4 @@ class LuongConcatAttention(Attention):
         return linear(query, self.query_proj.weight)
 
     def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return self.v(fn.tanh(keys + query.unsqueeze(1))).squeeze(-1)
+        return fn.dot_last(fn.tanh(keys + query.unsqueeze(1)), self.v.weight[0])
