@@ -6,8 +6,10 @@ matrix products. While gradients are being recorded these functions use
 cheaper formulations of the same mathematics; in inference (decoding, ONNX export) they are the
 plain operators, so exported graphs and the runtime see standard ``Tanh``.
 
-:func:`dot_last` goes the other way: PyTorch keeps its matrix product, and an exported graph
-gets the formulation that onnxruntime computes accurately.
+The two dot products of attention energies pick their formulation for accuracy instead:
+:func:`dot_last` keeps PyTorch's matrix product and gives an exported graph the sum that
+onnxruntime computes accurately; :func:`dot_rows` keeps ``bmm`` for training and uses that sum in
+inference, where PyTorch's ``bmm`` was the less accurate engine.
 """
 
 from __future__ import annotations
