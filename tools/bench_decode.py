@@ -15,8 +15,14 @@ first ``--limit`` lines of test_2016_flickr with each engine, greedy and beam 5,
 with ``--threads`` threads (default 2). Batch-1 settings use the first ``--limit-batch1`` lines.
 Target tokens are the tokens of the returned best hypothesis (EOS not counted). Prints a table
 and writes one JSON row per setting: engine, batch, beam, sentences, sentences_per_s,
-target_tokens_per_s, seconds, and for runtime rows ``differing_from_torch``: sentences whose best
-hypothesis is not PyTorch's token for token.
+target_tokens_per_s, seconds, and for the other engines' rows ``differing_from_torch``: sentences
+whose best hypothesis is not PyTorch's token for token.
+
+``--engines`` may add ``ctranslate2-fp32`` and ``ctranslate2-int8``: CTranslate2, a dedicated C++
+engine (``pip install -e '.[bench]'``), running the same weights (:mod:`tools.peer_ctranslate2`
+converts a transformer run) on the same lines and threads, each setting timed in a process of its
+own. Its length penalty is its own, so compare it in fixed-length mode (``--min-len`` =
+``--max-len``).
 """
 
 from __future__ import annotations
@@ -106,6 +112,12 @@ def main() -> int:
             engines[name] = TorchTranslator.from_run(args.model)
         elif name.startswith("runtime-"):
             engines[name] = Translator.load(bundle, name.split("-", 1)[1], ["CPUExecutionProvider"], args.threads)
+        elif name.startswith("ctranslate2-"):  # the C++ peer, converted from the same weights
+            from s2s.runtime.bundle import read_bundle
+            from tools.peer_ctranslate2 import PeerEngine
+
+            engines[name] = PeerEngine(args.model, name.split("-", 1)[1], tempfile.mkdtemp(prefix="ctranslate2-"),
+                                       read_bundle(bundle).vocab_files()[0], args.threads)
         else:
             parser.error(f"unknown engine {name}")
     rows = []
@@ -115,12 +127,15 @@ def main() -> int:
             outputs = {}
             for name, engine in engines.items():
                 options = dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)
-                engine.hypotheses(chosen[:batch], **options)  # warm-up
-                start = time.perf_counter()
-                hyps = engine.hypotheses(chosen, **options)
-                seconds = time.perf_counter() - start
-                tokens = sum(len(h[0].tokens) for h in hyps)
-                outputs[name] = [h[0].tokens for h in hyps]
+                if hasattr(engine, "timed_hypotheses"):  # a peer in its own process: it times itself
+                    outputs[name], seconds = engine.timed_hypotheses(chosen, **options)
+                else:
+                    engine.hypotheses(chosen[:batch], **options)  # warm-up
+                    start = time.perf_counter()
+                    hyps = engine.hypotheses(chosen, **options)
+                    seconds = time.perf_counter() - start
+                    outputs[name] = [h[0].tokens for h in hyps]
+                tokens = sum(len(h) for h in outputs[name])
                 rows.append({"engine": name, "batch": batch, "beam": beam, "sentences": len(chosen),
                              "sentences_per_s": len(chosen) / seconds, "target_tokens_per_s": tokens / seconds,
                              "seconds": seconds})
@@ -139,6 +154,12 @@ def main() -> int:
                 if base and r["batch"] == batch and r["beam"] == beam and r["engine"] != "torch":
                     print(f"{r['engine']} / torch, batch {batch} beam {beam}: "
                           f"{r['target_tokens_per_s'] / base['target_tokens_per_s']:.2f}x")
+            for r in rows:  # the runtime against the C++ peer of the same precision
+                peer = next((p for p in rows if p["engine"] == "ctranslate2-" + r["engine"][len("runtime-"):]
+                             and p["batch"] == r["batch"] and p["beam"] == r["beam"]), None)
+                if peer and r["engine"].startswith("runtime-") and r["batch"] == batch and r["beam"] == beam:
+                    print(f"{r['engine']} / {peer['engine']}, batch {batch} beam {beam}: "
+                          f"{r['target_tokens_per_s'] / peer['target_tokens_per_s']:.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"model": args.model, "arch": args.arch, "random_init": args.random_init, "threads": args.threads, "min_len": args.min_len, "max_len": args.max_len,

@@ -200,6 +200,47 @@ def test_decode_benchmark_builds_a_random_transformer(tmp_path):
     assert fp32["differing_from_torch"] == 0
 
 
+def test_ctranslate2_peer_runs_the_same_weights(tmp_path, tiny_recipe_raw, trained_run):
+    """tools/peer_ctranslate2.py converts a transformer run exactly (teacher-forced log-probs and
+    greedy output equal PyTorch's), bench_decode times it as an engine, and a run it cannot
+    convert is refused by name."""
+    pytest.importorskip("ctranslate2")
+    heads = {"type": "transformer", "hidden": 16, "layers": 2, "heads": 2, "ffn": 32, "dropout": 0.1}
+    raw = tiny_recipe_raw(model={"embeddings": {"dim": 16, "dropout": 0.0, "share_src_tgt": True, "tie_output": True},
+                                 "encoder": dict(heads), "attention": {"type": "multihead", "heads": 2},
+                                 "decoder": dict(heads)},
+                          train={"max_steps": 20, "valid_every": 20, "lr": 0.01})
+    recipe = tmp_path / "tiny-transformer.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "run"
+    assert s2s("train", recipe, "--run-dir", run).returncode == 0
+    converted = tmp_path / "ct2"
+    done = _tool("peer_ctranslate2.py", "convert", "--model", run, "--out", converted)
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "check.json"
+    done = _tool("peer_ctranslate2.py", "check", "--model", run, "--ct2", converted, "--source",
+                 raw["data"]["test"]["src"], "--ref", raw["data"]["test"]["tgt"], "--limit", "20", "--json", out)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert result["sentences"] == 20 and result["max_abs_log_prob_diff"] < 1e-4
+    assert result["greedy_same"] == 20
+
+    bench = tmp_path / "decode.json"
+    done = _tool("bench_decode.py", "--model", run, "--source", raw["data"]["test"]["src"], "--batch", "4",
+                 "--beam", "2", "--limit", "8", "--min-len", "5", "--max-len", "5",
+                 "--engines", "torch,runtime-fp32,ctranslate2-fp32,ctranslate2-int8", "--json", bench)
+    assert done.returncode == 0, done.stderr
+    rows = {r["engine"]: r for r in json.loads(bench.read_text())["rows"]}
+    assert set(rows) == {"torch", "runtime-fp32", "ctranslate2-fp32", "ctranslate2-int8"}
+    for r in rows.values():  # fixed length: every engine emitted exactly 5 tokens per sentence
+        assert r["target_tokens_per_s"] == pytest.approx(5 * r["sentences_per_s"], rel=1e-6)
+    assert "runtime-fp32 / ctranslate2-fp32, batch 4 beam 2" in done.stdout
+
+    _, rnn_run, _ = trained_run
+    refused = _tool("peer_ctranslate2.py", "convert", "--model", rnn_run, "--out", tmp_path / "rnn")
+    assert refused.returncode != 0 and "model.encoder.type and model.decoder.type 'transformer'" in refused.stderr
+
+
 def test_sampling_ablation_trains_scores_and_tabulates_each_mode(tmp_path, tiny_recipe_raw):
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_raw()))
