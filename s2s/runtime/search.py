@@ -56,8 +56,13 @@ class Constraints:
         if min_len > int(max_lens.min(initial=min_len)):
             raise ValueError(f"min_len ({min_len}) exceeds a maximum length ({int(max_lens.min())})")
         self.max_lens, self.min_len, self.n = max_lens, min_len, no_repeat_ngram
+        # the smallest limit: below it no row is at its limit, which plan() checks without numpy
+        self.lowest = int(max_lens.min()) if len(max_lens) else 0
+        self.uniform = len(max_lens) > 0 and self.lowest == int(max_lens.max())
 
     def select(self, rows: np.ndarray) -> "Constraints":
+        if self.uniform and len(rows) == len(self.max_lens):  # every row has the same limit: reordering changes nothing
+            return self
         return Constraints(self.max_lens[rows], self.min_len, self.n)
 
     def _ngram_bans(self, step: int, history: np.ndarray) -> dict[int, list[int]]:
@@ -80,6 +85,8 @@ class Constraints:
         row at its limit, no n-gram ban) no mask is built and ``eos_only`` is True: the search
         then widens its top list by one candidate per row and drops EOS from it (:func:`drop_eos`),
         instead of adding an (N, V) mask whose only -inf is one column."""
+        if step < self.lowest and (self.n <= 0 or step + 1 < self.n):  # no row at its limit, no n-gram
+            return None, step < self.min_len  # the common cases, decided without touching arrays
         at_limit, bans = self.max_lens <= step, self._ngram_bans(step, history)
         if step < self.min_len and not at_limit.any() and not bans:
             return None, True
@@ -252,22 +259,27 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
             top_scores, top_index = drop_eos(top_scores, top_index, vocab, 2 * k)
         top_beam, top_token = top_index // vocab, top_index % vocab
         is_eos = (top_token == EOS) | np.isinf(top_scores)
-        eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])
-        for block, rank in zip(*np.nonzero(eos)):
-            sentence = int(alive[block])
-            if len(finished[sentence]) >= k:
-                continue
-            row = block * width + int(top_beam[block, rank])
-            lp = float(top_scores[block, rank])
-            finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, t + 1, length_penalty), lp))
-        done = np.array([len(finished[s]) >= k for s in alive.tolist()])
-        keep_scores, keep = survivors(top_scores, is_eos, k)
-        blocks = np.arange(len(alive))[:, None]
-        rows = (blocks * width + top_beam[blocks, keep]).reshape(-1)
-        tokens, scores = top_token[blocks, keep].reshape(-1), keep_scores
-        if done.all():
+        done = None  # only a sentence that finishes a hypothesis at this step can be done
+        if is_eos[:, :k].any():
+            eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])
+            for block, rank in zip(*np.nonzero(eos)):
+                sentence = int(alive[block])
+                if len(finished[sentence]) >= k:
+                    continue
+                row = block * width + int(top_beam[block, rank])
+                lp = float(top_scores[block, rank])
+                finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, t + 1, length_penalty), lp))
+            done = np.array([len(finished[s]) >= k for s in alive.tolist()])
+            keep_scores, keep = survivors(top_scores, is_eos, k)
+            blocks = np.arange(len(alive))[:, None]
+            rows = (blocks * width + top_beam[blocks, keep]).reshape(-1)
+            tokens, scores = top_token[blocks, keep].reshape(-1), keep_scores
+        else:  # the k best candidates all live on: survivors() would keep them in order
+            rows = (np.arange(len(alive))[:, None] * width + top_beam[:, :k]).reshape(-1)
+            tokens, scores = top_token[:, :k].reshape(-1), top_scores[:, :k]
+        if done is not None and done.all():
             break
-        if done.any():  # finished sentences leave the batch
+        if done is not None and done.any():  # finished sentences leave the batch
             live = np.flatnonzero(~done)
             alive, scores = alive[live], scores[live]
             rows = rows.reshape(-1, k)[live].reshape(-1)

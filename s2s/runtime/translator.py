@@ -75,6 +75,8 @@ class Translator:
         self._memory_fed = [n for n in bundle.memory if f"memory.{n}" in inputs]
         self.has_search_head = {"search.mask", "search.scores", "search.shape", "search.k"} <= inputs
         self._select_outputs = ["top_values", "top_indices"] + [f"next.{n}" for n in bundle.state]
+        self._feed_names = [(f"state.{n}", n) for n in bundle.state], [(f"memory.{n}", n) for n in self._memory_fed]
+        self._head_inputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (blocks, k) -> shape, k
         self.vocab_size = int(bundle.meta["vocab"].get("target_size") or len(self.tgt_vocab))
 
     @classmethod
@@ -89,11 +91,10 @@ class Translator:
         return dict(zip(self.bundle.memory, outputs[:k])), dict(zip(self.bundle.state, outputs[k:]))
 
     def _feeds(self, tokens: np.ndarray, state: dict, memory: dict) -> dict:
-        feeds = {"prev_tokens": tokens}
-        for name in self.bundle.state:
-            feeds[f"state.{name}"] = state[name]
-        for name in self._memory_fed:
-            feeds[f"memory.{name}"] = memory[name]
+        state_names, memory_names = self._feed_names
+        feeds = {feed: state[name] for feed, name in state_names}
+        feeds.update({feed: memory[name] for feed, name in memory_names})
+        feeds["prev_tokens"] = tokens
         return feeds
 
     def step(self, tokens: np.ndarray, state: dict, memory: dict):
@@ -107,8 +108,10 @@ class Translator:
         if not self.has_search_head:
             return search.numpy_select(self.step)(tokens, state, memory, scores, blocks, k, mask)
         feeds = self._feeds(tokens, state, memory)
-        feeds.update({"search.scores": scores, "search.shape": np.array([blocks, -1], np.int64),
-                      "search.k": np.array([k], np.int64)})
+        head = self._head_inputs.get((blocks, k))
+        if head is None:
+            head = self._head_inputs[blocks, k] = np.array([blocks, -1], np.int64), np.array([k], np.int64)
+        feeds["search.scores"], feeds["search.shape"], feeds["search.k"] = scores, *head
         if mask is not None:
             feeds["search.mask"] = mask
         outputs = self.decoder.run(self._select_outputs, feeds)

@@ -246,6 +246,33 @@ def test_constraint_masks_are_shared_or_per_row():
     assert limit[0, EOS] == 0 and np.isneginf(np.delete(limit[0], EOS)).all() and (limit[1:] == 0).all()
 
 
+def test_constraint_plan_shortcut_agrees_with_the_masks():
+    """plan() decides the common steps (no row at its limit, no n-gram yet) without arrays; at
+    every step of several settings it must still answer what the masks say, and selecting rows
+    of uniform limits may reuse the object only because nothing changes."""
+    import numpy as np
+
+    from s2s.runtime.search import EOS, Constraints
+
+    rng = np.random.default_rng(0)
+    for limits, min_len, n in (([5, 5, 5], 0, 0), ([5, 5, 5], 3, 0), ([3, 6, 4], 2, 0), ([6, 6], 4, 2),
+                               ([2, 7, 7, 5], 5 - 3, 3), ([4], 4, 0)):
+        c = Constraints(np.array(limits), min_len=min_len, no_repeat_ngram=n)
+        history = rng.integers(4, 7, size=(len(limits), max(limits) + 1))
+        for step in range(max(limits) + 1):
+            mask, eos_only = c.plan(step, history[:, :step], 10)
+            full = c.mask(step, history[:, :step], 10)
+            if eos_only:  # the only ban is EOS, for every row: what the full mask would hold
+                assert mask is None and full is not None and full.shape == (1, 10)
+                assert np.isneginf(full[0, EOS]) and (np.delete(full[0], EOS) == 0).all()
+            elif mask is None:
+                assert full is None
+            else:
+                assert np.array_equal(mask, full)
+        rows = np.array([len(limits) - 1, *range(len(limits) - 1)])
+        assert np.array_equal(c.select(rows).max_lens, np.array(limits)[rows])
+
+
 def test_survivors_equal_a_full_top_k_of_the_unbanned_scores():
     """The beam keeps the first k unbanned candidates of the sorted step output; that must be
     what a full top-k over the scores with banned ones at -inf returns, ties included."""
