@@ -225,6 +225,46 @@ def test_min_len_above_max_len_is_refused_by_both_engines(run_factory, tmp_path)
             engine.translate(["A dog."], beam=2, min_len=5, max_len=3)
 
 
+@pytest.mark.parametrize("vocab", [1024, 300])  # two-stage top-k (32 chunks of 32), and one plain TopK
+def test_search_head_equals_a_full_top_k_with_ties_to_the_lower_index(tmp_path, vocab):
+    """The head's top-k, two-stage or plain, returns exactly the k best of each sentence's W*V
+    candidates, ties to the lower index, including ties across chunks, -inf masks and k larger
+    than the number of chunks."""
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from s2s.export.onnx import add_search_head, head_chunk
+    from s2s.runtime.search import _top
+
+    assert (head_chunk(vocab) > 0) == (vocab == 1024)
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["log_probs"])], "step",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", vocab])],
+                              [helper.make_tensor_value_info("log_probs", TensorProto.FLOAT, ["batch", vocab])])
+    path = tmp_path / "step.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    add_search_head(path)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    cases = [(3, 5, 10), (1, 5, 11), (2, 1, 1), (2, 1, 2), (1, 5, 40), (2, 2, 64), (2, 1, 40)]  # last: k > chunks
+    for case, (sentences, width, k) in enumerate(cases + [(1, 2, 3), (2, 1, 5)]):
+        x = rng.integers(-6, 0, size=(sentences * width, vocab)).astype(np.float32)  # many exact ties
+        x[:, vocab // 2:] = x[:, : vocab - vocab // 2]  # equal values in far-apart chunks
+        x[0, 3] = x[-1, vocab - 1] = 2.0
+        if case >= len(cases):  # all equal but one late maximum: its chunk ranks first, yet ties keep index order
+            x[:] = -1.0
+            x[-1, vocab - 5] = 2.0
+        scores = rng.integers(-2, 1, size=(sentences * width, 1)).astype(np.float32)
+        mask = np.zeros((1, vocab), np.float32)
+        mask[0, 1::7] = -np.inf
+        feeds = {"x": x, "search.scores": scores, "search.mask": mask,
+                 "search.shape": np.array([sentences, -1], np.int64), "search.k": np.array([k], np.int64)}
+        values, index = session.run(["top_values", "top_indices"], feeds)
+        want_values, want_index = _top((x + (scores + mask)).reshape(sentences, -1), k)
+        assert np.array_equal(index, want_index), (sentences, width, k)
+        assert np.array_equal(values, want_values)
+
+
 def test_constraint_masks_are_shared_or_per_row():
     import numpy as np
 
