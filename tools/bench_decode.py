@@ -154,12 +154,12 @@ def main() -> int:
                 if base and r["batch"] == batch and r["beam"] == beam and r["engine"] != "torch":
                     print(f"{r['engine']} / torch, batch {batch} beam {beam}: "
                           f"{r['target_tokens_per_s'] / base['target_tokens_per_s']:.2f}x")
-            for r in rows:  # the runtime against the C++ peer of the same precision
-                peer = next((p for p in rows if p["engine"] == "ctranslate2-" + r["engine"][len("runtime-"):]
-                             and p["batch"] == r["batch"] and p["beam"] == r["beam"]), None)
-                if peer and r["engine"].startswith("runtime-") and r["batch"] == batch and r["beam"] == beam:
-                    print(f"{r['engine']} / {peer['engine']}, batch {batch} beam {beam}: "
-                          f"{r['target_tokens_per_s'] / peer['target_tokens_per_s']:.2f}x")
+            setting = {r["engine"]: r for r in rows if r["batch"] == batch and r["beam"] == beam}
+            for variant in ("fp32", "int8"):  # the runtime against the C++ peer of the same precision
+                ours, peer = setting.get(f"runtime-{variant}"), setting.get(f"ctranslate2-{variant}")
+                if ours and peer:
+                    print(f"{ours['engine']} / {peer['engine']}, batch {batch} beam {beam}: "
+                          f"{ours['target_tokens_per_s'] / peer['target_tokens_per_s']:.2f}x")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         meta = {"model": args.model, "arch": args.arch, "random_init": args.random_init, "threads": args.threads, "min_len": args.min_len, "max_len": args.max_len,

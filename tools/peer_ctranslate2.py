@@ -131,12 +131,14 @@ def check(run: str, ct2_dir: str, source: str, reference: str | None, limit: int
 
     from s2s.data.batching import pad, with_eos
     from s2s.data.corpus import read_lines
+    from s2s.data.vocab import BOS, EOS
     from s2s.decoding.common import max_lengths
-    from s2s.decoding.translator import Translator, load_run
+    from s2s.decoding.translator import Translator
 
-    _, vocabs, model = load_run(run)
+    ours_engine = Translator.from_run(run)
+    vocabs, model = ours_engine.vocabs, ours_engine.model
     lines = read_lines(source)[:limit]
-    refs = read_lines(reference)[:limit] if reference else [h for h in Translator.from_run(run).translate(lines)]
+    refs = read_lines(reference)[:limit] if reference else ours_engine.translate(lines)
     src_ids, tgt_ids = vocabs.src.encode(lines), vocabs.tgt.encode(refs)
     engine = ctranslate2.Translator(ct2_dir, device="cpu", intra_threads=1)
     scored = engine.score_batch([vocabs.src.pieces(s) for s in src_ids], [vocabs.tgt.pieces(t) for t in tgt_ids])
@@ -144,10 +146,9 @@ def check(run: str, ct2_dir: str, source: str, reference: str | None, limit: int
     with torch.no_grad():
         for s, t, theirs in zip(src_ids, tgt_ids, scored):
             src = torch.from_numpy(pad(with_eos([s])))
-            logits = model(src, torch.tensor([len(s) + 1]), torch.tensor([[2, *t]]))
-            ours = torch.log_softmax(logits.float(), -1)[0, torch.arange(len(t) + 1), torch.tensor([*t, 3])]
+            logits = model(src, torch.tensor([len(s) + 1]), torch.tensor([[BOS, *t]]))
+            ours = torch.log_softmax(logits.float(), -1)[0, torch.arange(len(t) + 1), torch.tensor([*t, EOS])]
             worst = max(worst, float(np.abs(ours.numpy() - np.asarray(theirs.log_probs)).max()))
-    ours_engine = Translator.from_run(run)
     decode = ours_engine.decode
     limits = max_lengths(torch.tensor([len(s) + 1 for s in src_ids]), decode.max_len_ratio, decode.max_len_offset)
     greedy_theirs = [engine.translate_batch([vocabs.src.pieces(s)], beam_size=1, max_decoding_length=int(limit))
