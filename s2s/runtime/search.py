@@ -251,16 +251,26 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
     history = np.empty((batch * width, 0), dtype=np.int64)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = np.full(batch * width, BOS, dtype=np.int64)
+    base_key, base = None, None  # each sentence's first row, repeated k times: rows = base + beam
     for t in range(int(constraints.max_lens.max()) + 1):
         mask, eos_only = constraints.plan(t, history, vocab)
         wanted = min(2 * k + width, width * vocab) if eos_only else 2 * k
         top_scores, top_index, state = select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask)
         if eos_only:
             top_scores, top_index = drop_eos(top_scores, top_index, vocab, 2 * k)
-        top_beam, top_token = top_index // vocab, top_index % vocab
-        is_eos = (top_token == EOS) | np.isinf(top_scores)
         done = None  # only a sentence that finishes a hypothesis at this step can be done
-        if is_eos[:, :k].any():
+        head_beam, head_token = np.divmod(top_index[:, :k], vocab)
+        # the common step: no EOS among each sentence's k best, so all k live on, in order. (An
+        # -inf candidate among them, when fewer than k tokens are allowed, sorts last and stays
+        # at -inf, as survivors() would keep it.)
+        if not (head_token == EOS).any():
+            if base_key != (len(alive), width):
+                base_key, base = (len(alive), width), np.repeat(np.arange(len(alive)) * width, k).reshape(-1, k)
+            rows = (base + head_beam).reshape(-1)
+            tokens, scores = head_token.reshape(-1), top_scores[:, :k]
+        else:
+            top_beam, top_token = top_index // vocab, top_index % vocab
+            is_eos = (top_token == EOS) | np.isinf(top_scores)
             eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])
             for block, rank in zip(*np.nonzero(eos)):
                 sentence = int(alive[block])
@@ -274,9 +284,6 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
             blocks = np.arange(len(alive))[:, None]
             rows = (blocks * width + top_beam[blocks, keep]).reshape(-1)
             tokens, scores = top_token[blocks, keep].reshape(-1), keep_scores
-        else:  # the k best candidates all live on: survivors() would keep them in order
-            rows = (np.arange(len(alive))[:, None] * width + top_beam[:, :k]).reshape(-1)
-            tokens, scores = top_token[:, :k].reshape(-1), top_scores[:, :k]
         if done is not None and done.all():
             break
         if done is not None and done.any():  # finished sentences leave the batch

@@ -400,3 +400,34 @@ def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
     assert entries == [("session.intra_op.allow_spinning", "1")]
     with pytest.raises(ConfigError, match="spin must be one of run, always, never, got 'sometimes'"):
         Translator.load(tmp_path / "b", spin="sometimes")
+
+
+def test_translator_calls_the_binding_directly_with_the_same_results(run_factory, tmp_path):
+    """Steps skip the onnxruntime wrapper's per-call checks, and give what session.run gives; a
+    session without the binding attribute falls back to session.run."""
+    import numpy as np
+
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+    from s2s.runtime.translator import _direct_run
+
+    export_bundle(run_factory("bahdanau"), tmp_path / "b")
+    translator = Translator.load(tmp_path / "b")
+    assert translator._run_step != translator.decoder.run
+    calls = []
+    translator._run_step = (lambda run: lambda names, feeds: (calls.append((names, dict(feeds))), run(names, feeds))[1])(
+        translator._run_step)
+    translator.hypotheses(["A dog runs."], beam=3)
+    assert calls
+    names, feeds = calls[-1]
+    direct = _direct_run(translator.decoder)(names, feeds)
+    public = translator.decoder.run(names, feeds)
+    assert len(direct) == len(public) == len(names)
+    assert all(np.array_equal(a, b) for a, b in zip(direct, public))
+
+    class Plain:
+        def run(self, names, feeds):
+            return ["plain", names, feeds]
+
+    plain = Plain()
+    assert _direct_run(plain)(["x"], {}) == ["plain", ["x"], {}]
