@@ -402,6 +402,60 @@ def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
         Translator.load(tmp_path / "b", spin="sometimes")
 
 
+def _anon_huge_kib() -> int:
+    import re
+
+    return int(re.search(r"AnonHugePages:\s+(\d+)", Path("/proc/self/smaps_rollup").read_text()).group(1))
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
+def test_huge_pages_back_the_heap_that_loading_filled(tmp_path):
+    """back_with_huge_pages collapses what it reports (the process's huge pages grow by as much),
+    and the translator applies it to the heap range its sessions filled unless told not to, with
+    the same translations."""
+    import ctypes
+    import mmap
+
+    import shutil
+
+    from s2s.allocator import HUGE_PAGE, back_with_huge_pages
+    from s2s.export.bundle import export_bundle
+    from tools.bench_decode import random_run
+
+    region = mmap.mmap(-1, 5 * HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)  # like heap memory
+    region.write(b"\1" * len(region))  # touched, so there are pages to collapse
+    start = ctypes.addressof(ctypes.c_char.from_buffer(region))
+    before = _anon_huge_kib()
+    collapsed = back_with_huge_pages(start, start + len(region))
+    if not collapsed:
+        pytest.skip("this kernel cannot collapse huge pages (needs transparent huge pages and Linux 6.1+)")
+    assert collapsed % HUGE_PAGE == 0 and 4 * HUGE_PAGE <= collapsed <= 5 * HUGE_PAGE
+    assert _anon_huge_kib() - before >= collapsed // 1024
+    assert region[:3] == b"\1\1\1" and region[-1:] == b"\1"  # same contents
+    assert back_with_huge_pages(start, start + HUGE_PAGE // 2) == 0  # no whole huge page inside
+
+    # the benchmark transformer's width (some MB of weights), one layer each side, a small vocabulary
+    run = Path(random_run("transformer", 1, ["vocab.size=300", "data.max_src_len=20", "model.encoder.layers=1",
+                                             "model.decoder.layers=1"]))
+    try:
+        export_bundle(run, tmp_path / "b")
+    finally:
+        shutil.rmtree(run)
+    # a fresh interpreter, as a server or the CLI starts: its heap grows while the sessions load
+    probe = (f"from s2s.runtime import Translator; import re, pathlib; "
+             f"t = Translator.load({str(tmp_path / 'b')!r}, tune_allocator={{}}); "
+             f"print(t.huge_page_bytes, re.search(r'AnonHugePages:\\s+(\\d+)', "
+             f"pathlib.Path('/proc/self/smaps_rollup').read_text()).group(1), t.translate(['A dog runs.'], beam=2))")
+    outputs = {}
+    for tune in (True, False):
+        done = subprocess.run([sys.executable, "-c", probe.format(tune)], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        outputs[tune] = done.stdout.split(maxsplit=2)
+    huge, kib, text = outputs[True]
+    assert int(huge) >= HUGE_PAGE and int(kib) >= int(huge) // 1024
+    assert outputs[False][0] == "0" and outputs[False][2] == text
+
+
 def test_translator_calls_the_binding_directly_with_the_same_results(run_factory, tmp_path):
     """Steps skip the onnxruntime wrapper's per-call checks, and give what session.run gives; a
     session without the binding attribute falls back to session.run."""
