@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -226,6 +227,89 @@ def numpy_select(step: Step) -> Select:
     return select
 
 
+def choose(values: np.ndarray, index: np.ndarray, vocab: int, k: int, width: int, alive: np.ndarray,
+           finished: list, history: np.ndarray, step: int, length_penalty: float, eos_only: bool):
+    """One beam step's choice over each sentence's sorted candidates, in numpy: the hypotheses
+    that end in EOS among the first k join ``finished``, and the first k candidates that are
+    neither EOS nor -inf live on. Returns (rows, tokens, scores (B, k), done or None)."""
+    if eos_only:
+        values, index = drop_eos(values, index, vocab, 2 * k)
+    head_beam, head_token = np.divmod(index[:, :k], vocab)
+    # the common step: no EOS among each sentence's k best, so all k live on, in order. (An -inf
+    # candidate among them, when fewer than k tokens are allowed, sorts last and stays at -inf,
+    # as survivors() would keep it.)
+    if not (head_token == EOS).any():
+        return (_row_base(len(alive), width, k) + head_beam).reshape(-1), head_token.reshape(-1), values[:, :k], None
+    top_beam, top_token = index // vocab, index % vocab
+    is_eos = (top_token == EOS) | np.isinf(values)
+    eos = (top_token[:, :k] == EOS) & np.isfinite(values[:, :k])
+    for block, rank in zip(*np.nonzero(eos)):
+        sentence = int(alive[block])
+        if len(finished[sentence]) >= k:
+            continue
+        row = block * width + int(top_beam[block, rank])
+        lp = float(values[block, rank])
+        finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, step + 1, length_penalty), lp))
+    done = np.array([len(finished[s]) >= k for s in alive.tolist()])
+    keep_scores, keep = survivors(values, is_eos, k)
+    blocks = np.arange(len(alive))[:, None]
+    rows = (blocks * width + top_beam[blocks, keep]).reshape(-1)
+    return rows, top_token[blocks, keep].reshape(-1), keep_scores, done
+
+
+@lru_cache(maxsize=16)
+def _row_base(sentences: int, width: int, k: int) -> np.ndarray:
+    """Each sentence's first row, repeated k times: a continued hypothesis's row is base + beam."""
+    base = np.repeat(np.arange(sentences) * width, k).reshape(-1, k)
+    base.flags.writeable = False
+    return base
+
+
+SMALL_ROWS = 32  # beam steps with at most this many candidate rows choose in plain Python
+
+
+def choose_small(values: np.ndarray, index: np.ndarray, vocab: int, k: int, width: int, alive: np.ndarray,
+                 finished: list, history: np.ndarray, step: int, length_penalty: float, eos_only: bool):
+    """:func:`choose` in plain Python, for few sentences, with the same result.
+
+    ``values``/``index`` are each sentence's sorted candidates. With ``eos_only`` they were widened
+    by one per row and EOS is dropped from them (:func:`drop_eos`). Candidates among the first k
+    that end in EOS with a finite score finish hypotheses (at most k per sentence); the k
+    survivors are the first k candidates that are neither EOS nor -inf, then banned ones at -inf
+    (:func:`survivors`). At batch 1 with beam 5, each numpy call costs several microseconds after
+    a step graph has run (its caches are cold), and this replaces about a dozen of them.
+    """
+    rows, tokens, scores = [], [], []
+    any_finished = False
+    for block, (vals, idx) in enumerate(zip(values.tolist(), index.tolist())):
+        pairs = zip(vals, idx)
+        if eos_only:
+            pairs = [(v, i) for v, i in pairs if i % vocab != EOS][:2 * k]
+        live, banned = [], []
+        sentence = None
+        for rank, (v, i) in enumerate(pairs):
+            beam_of, token = divmod(i, vocab)
+            row = block * width + beam_of
+            if token != EOS and v != -np.inf:
+                live.append((v, row, token))
+                if len(live) == k:
+                    break  # the first k ranks are seen: later candidates would not be kept
+                continue
+            banned.append((row, token))
+            if rank < k and token == EOS and v != -np.inf:
+                sentence = int(alive[block]) if sentence is None else sentence
+                if len(finished[sentence]) < k:
+                    finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(v, step + 1, length_penalty), v))
+                    any_finished = True
+        for v, row, token in live[:k]:
+            rows.append(row), tokens.append(token), scores.append(v)
+        for row, token in banned[:k - min(len(live), k)]:
+            rows.append(row), tokens.append(token), scores.append(-np.inf)
+    done = np.array([len(finished[s]) >= k for s in alive.tolist()]) if any_finished else None
+    return (np.array(rows, dtype=np.int64), np.array(tokens, dtype=np.int64),
+            np.array(scores, dtype=np.float32).reshape(-1, k), done)
+
+
 def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vocab: int, beam_size: int = 5,
          n_best: int = 1, length_penalty: float = 0.0, memory_per_sentence: bool = False) -> list[list[Hypothesis]]:
     """``select(tokens, state, memory, scores (R, 1), sentences, k, mask)`` runs one decoder step and
@@ -251,39 +335,15 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
     history = np.empty((batch * width, 0), dtype=np.int64)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = np.full(batch * width, BOS, dtype=np.int64)
-    base_key, base = None, None  # each sentence's first row, repeated k times: rows = base + beam
     for t in range(int(constraints.max_lens.max()) + 1):
         mask, eos_only = constraints.plan(t, history, vocab)
         wanted = min(2 * k + width, width * vocab) if eos_only else 2 * k
         top_scores, top_index, state = select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask)
-        if eos_only:
-            top_scores, top_index = drop_eos(top_scores, top_index, vocab, 2 * k)
-        done = None  # only a sentence that finishes a hypothesis at this step can be done
-        head_beam, head_token = np.divmod(top_index[:, :k], vocab)
-        # the common step: no EOS among each sentence's k best, so all k live on, in order. (An
-        # -inf candidate among them, when fewer than k tokens are allowed, sorts last and stays
-        # at -inf, as survivors() would keep it.)
-        if not (head_token == EOS).any():
-            if base_key != (len(alive), width):
-                base_key, base = (len(alive), width), np.repeat(np.arange(len(alive)) * width, k).reshape(-1, k)
-            rows = (base + head_beam).reshape(-1)
-            tokens, scores = head_token.reshape(-1), top_scores[:, :k]
-        else:
-            top_beam, top_token = top_index // vocab, top_index % vocab
-            is_eos = (top_token == EOS) | np.isinf(top_scores)
-            eos = (top_token[:, :k] == EOS) & np.isfinite(top_scores[:, :k])
-            for block, rank in zip(*np.nonzero(eos)):
-                sentence = int(alive[block])
-                if len(finished[sentence]) >= k:
-                    continue
-                row = block * width + int(top_beam[block, rank])
-                lp = float(top_scores[block, rank])
-                finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(lp, t + 1, length_penalty), lp))
-            done = np.array([len(finished[s]) >= k for s in alive.tolist()])
-            keep_scores, keep = survivors(top_scores, is_eos, k)
-            blocks = np.arange(len(alive))[:, None]
-            rows = (blocks * width + top_beam[blocks, keep]).reshape(-1)
-            tokens, scores = top_token[blocks, keep].reshape(-1), keep_scores
+        # rows (the hypotheses continued), tokens, scores (B, k), and which sentences are done
+        # (None: no sentence finished a hypothesis at this step, so none can be done)
+        choice = choose_small if len(alive) * k <= SMALL_ROWS else choose
+        rows, tokens, scores, done = choice(top_scores, top_index, vocab, k, width, alive, finished, history, t,
+                                            length_penalty, eos_only)
         if done is not None and done.all():
             break
         if done is not None and done.any():  # finished sentences leave the batch

@@ -355,6 +355,52 @@ def test_dropping_eos_from_a_widened_top_list_equals_masking_it():
         np.testing.assert_array_equal(got[1], want[1])
 
 
+
+def test_the_python_step_choice_equals_the_numpy_one():
+    """choose_small (few sentences) and choose (numpy) give the same rows, tokens, scores, done
+    flags and finished hypotheses on random sorted candidate lists with EOS, -inf and ties, with
+    and without the widened list of eos_only, including sentences already holding hypotheses."""
+    import numpy as np
+
+    from s2s.runtime.search import EOS, NEG_INF, _top, choose, choose_small
+
+    rng = np.random.default_rng(3)
+    vocab, seen = 7, {"eos": 0, "done": 0, "padded": 0}
+    for _ in range(400):
+        k, width, sentences = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
+        eos_only = bool(rng.integers(0, 2))
+        scores = rng.integers(-6, 0, size=(sentences, width * vocab)).astype(np.float32)  # many ties
+        scores[rng.random(scores.shape) < 0.25] = NEG_INF
+        if eos_only:
+            scores[:, EOS::vocab] = rng.integers(-6, 0, size=(sentences, width)).astype(np.float32)
+        wanted = min(2 * k + width, width * vocab) if eos_only else min(2 * k, width * vocab)
+        values, index = _top(scores, wanted)
+        alive = np.sort(rng.choice(10, sentences, replace=False))
+        history = rng.integers(4, vocab, size=(sentences * width, 3))
+        finished0 = [[None] * int(rng.integers(0, k)) for _ in range(10)]  # earlier hypotheses
+        results = []
+        for choice in (choose, choose_small):
+            finished = [list(f) for f in finished0]
+            rows, tokens, kept, done = choice(values.copy(), index.copy(), vocab, k, width, alive, finished, history,
+                                              5, 0.6, eos_only)
+            results.append((rows, tokens, kept, done, finished))
+        (r1, t1, s1, d1, f1), (r2, t2, s2, d2, f2) = results
+        np.testing.assert_array_equal(r1, r2)
+        np.testing.assert_array_equal(t1, t2)
+        np.testing.assert_array_equal(s1, s2)
+        assert s2.dtype == np.float32 and s2.shape == (sentences, k) and r2.dtype == t2.dtype == np.int64
+        assert [[None if h is None else (h.tokens, h.score, h.log_prob) for h in f] for f in f1] == \
+               [[None if h is None else (h.tokens, h.score, h.log_prob) for h in f] for f in f2]
+        # numpy flags every sentence when any candidate among the first k is EOS or -inf; Python
+        # only when one finished: the same sentences are done either way
+        assert (d1 is not None and bool(d1.any())) == (d2 is not None and bool(d2.any()))
+        if d2 is not None:
+            np.testing.assert_array_equal(d1, d2)
+        seen["eos"] += f1 != finished0
+        seen["done"] += d2 is not None and bool(d2.any())
+        seen["padded"] += bool(np.isinf(s1).any())
+    assert min(seen.values()) >= 10, seen  # the cases compared did occur
+
 def test_take_splits_large_states_between_two_threads_without_changing_them():
     import numpy as np
 

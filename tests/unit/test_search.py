@@ -309,13 +309,21 @@ class NumpyTables:
         return self.log_probs[memory["table"], tokens], {"steps": state["steps"] + 1}, np.ones((len(tokens), 1))
 
 
+@pytest.mark.parametrize("small_rows", [0, 1000])
 @pytest.mark.parametrize("min_len", [0, 3])
 @pytest.mark.parametrize("beam", [1, 2, 3, 5, 6])
-def test_numpy_search_is_the_torch_search_twin(beam, min_len):
+def test_numpy_search_is_the_torch_search_twin(beam, min_len, small_rows, monkeypatch):
     """The runtime's numpy searches give the torch searches' n-best hypotheses and scores, on a
     batch whose sentences finish at different steps; the beam first scores one row per sentence.
-    Below min_len the numpy search bans EOS without a mask, by widening its top list."""
+    Below min_len the numpy search bans EOS without a mask, by widening its top list. Each beam
+    step chooses in numpy (small_rows 0) or in plain Python (small_rows 1000)."""
     from s2s.runtime import search
+
+    monkeypatch.setattr(search, "SMALL_ROWS", small_rows)
+    chosen_by = []
+    for name in ("choose", "choose_small"):
+        monkeypatch.setattr(search, name, (lambda f, name: lambda *a: (chosen_by.append(name), f(*a))[1])(
+            getattr(search, name), name))
 
     tables = [CLASSIC, NGRAM, LENGTH, EAGER]  # not ENDLESS: its equally probable paths tie exactly
     limits = lens(5, 6, 6, 4)
@@ -348,6 +356,7 @@ def test_numpy_search_is_the_torch_search_twin(beam, min_len):
     if beam > 1:
         assert step.rows_per_step[0] == len(tables) * (1 if 2 * beam <= V else beam)
         assert step.rows_per_step[1] == len(tables) * beam
+        assert chosen_by and set(chosen_by) == {"choose_small" if small_rows else "choose"}
 
 
 # --------------------------------------------------------------------------- a tiny random model
