@@ -8,7 +8,8 @@
 ``--random-init`` needs no training: it writes a run directory holding the benchmark model of
 ``--arch`` (:mod:`tools.bench_models`, the model of ``tools/bench_train.py``) with random
 weights and the joint sentencepiece vocabulary of 8000 trained on Multi30k, then benchmarks it
-like a trained run. ``--batch``/``--beam`` pick one setting (``--batches``/``--beams`` several).
+like a trained run. That run, the export (without ``--bundle``) and CTranslate2's conversions
+are written to one temporary folder, removed when the benchmark ends. ``--batch``/``--beam`` pick one setting (``--batches``/``--beams`` several).
 
 Exports the run to a bundle (fp32 + int8) unless ``--bundle`` names one, then translates the
 first ``--limit`` lines of test_2016_flickr with each engine, greedy and beam 5, batch 1 and 32,
@@ -41,8 +42,9 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("S2S_DATA") or ROOT.parent / "shared" / "data")
 
 
-def random_run(arch: str, seed: int, overrides: list[str] = ()) -> str:
-    """A run directory holding benchmark model ``arch`` with random weights; returns its path."""
+def random_run(arch: str, seed: int, overrides: list[str] = (), parent: str | None = None) -> str:
+    """A run directory (in ``parent``, default the system's temporary folder) holding benchmark
+    model ``arch`` with random weights; returns its path."""
     import torch
 
     from s2s.config import save_recipe
@@ -52,7 +54,7 @@ def random_run(arch: str, seed: int, overrides: list[str] = ()) -> str:
     from tools.bench_models import benchmark_recipe
 
     recipe = benchmark_recipe(arch, [f"seed={seed}", *overrides])
-    run = Path(tempfile.mkdtemp(prefix=f"random-{arch}-"))
+    run = Path(tempfile.mkdtemp(prefix=f"random-{arch}-", dir=parent))
     save_recipe(recipe, run / "config.yaml")
     data = prepare_data(recipe, run)  # trains the sentencepiece model into run/vocab
     torch.manual_seed(seed)
@@ -99,12 +101,14 @@ def main() -> int:
     from s2s.runtime import Translator
 
     torch.set_num_threads(args.threads)
+    # the random run, the export and the peer's conversions live here and go when the run ends
+    scratch = tempfile.TemporaryDirectory(prefix="bench-decode-")
     if args.random_init:
-        args.model = random_run(args.arch, args.seed, args.overrides)
+        args.model = random_run(args.arch, args.seed, args.overrides, scratch.name)
     lines = read_lines(args.source)
     bundle = args.bundle
     if bundle is None:
-        bundle = str(Path(tempfile.mkdtemp()) / "bundle")
+        bundle = str(Path(scratch.name) / "bundle")
         export_bundle(args.model, bundle, quantize="int8")
     engines = {}
     for name in args.engines.split(","):
@@ -116,7 +120,7 @@ def main() -> int:
             from s2s.runtime.bundle import read_bundle
             from tools.peer_ctranslate2 import PeerEngine
 
-            engines[name] = PeerEngine(args.model, name.split("-", 1)[1], tempfile.mkdtemp(prefix="ctranslate2-"),
+            engines[name] = PeerEngine(args.model, name.split("-", 1)[1], scratch.name,
                                        read_bundle(bundle).vocab_files()[0], args.threads)
         else:
             parser.error(f"unknown engine {name}")

@@ -119,8 +119,11 @@ def test_bad_model_directory(tmp_path):
     assert result.returncode == 2 and "not a run directory" in result.stderr
 
 
-def _tool(name: str, *args, sets=(), timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``tools/<name>`` with ``args`` and ``--set`` overrides; the data must be present."""
+def _tool(name: str, *args, sets=(), timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``tools/<name>`` with ``args`` and ``--set`` overrides (and ``env`` added to the
+    environment); the data must be present."""
+    import os
+
     from pathlib import Path
 
     from tests.conftest import MULTI30K
@@ -129,7 +132,7 @@ def _tool(name: str, *args, sets=(), timeout: int = 600) -> subprocess.Completed
         pytest.skip("Multi30k not found")
     root = Path(__file__).resolve().parents[2]
     return subprocess.run([sys.executable, root / "tools" / name, *args, *[a for s in sets for a in ("--set", s)]],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
@@ -187,9 +190,14 @@ def test_decode_benchmark_builds_a_random_transformer(tmp_path):
     shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.attention.heads=2", "data.max_src_len=20",
               *(f"model.{side}.{key}" for side in ("encoder", "decoder")
                 for key in ("hidden=16", "heads=2", "ffn=32", "layers=1"))]
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     done = _tool("bench_decode.py", "--arch", "transformer", "--random-init", "--batch", "4", "--beam", "2",
-                 "--limit", "8", "--min-len", "5", "--max-len", "5", "--json", out, sets=shrink)
+                 "--limit", "8", "--min-len", "5", "--max-len", "5", "--json", out, sets=shrink,
+                 env={"TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stderr
+    # the random run and its export are gone (onnxruntime leaves its own small .ses marker file)
+    assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
     result = json.loads(out.read_text())
     assert result["meta"]["random_init"] and result["meta"]["arch"] == "transformer"
     rows = result["rows"]
@@ -225,11 +233,15 @@ def test_ctranslate2_peer_runs_the_same_weights(tmp_path, tiny_recipe_raw, train
     assert result["sentences"] == 20 and result["max_abs_log_prob_diff"] < 1e-4
     assert result["greedy_same"] == 20
 
-    bench = tmp_path / "decode.json"
+    bench, scratch = tmp_path / "decode.json", tmp_path / "tmp"
+    scratch.mkdir()
     done = _tool("bench_decode.py", "--model", run, "--source", raw["data"]["test"]["src"], "--batch", "4",
                  "--beam", "2", "--limit", "8", "--min-len", "5", "--max-len", "5",
-                 "--engines", "torch,runtime-fp32,ctranslate2-fp32,ctranslate2-int8", "--json", bench)
+                 "--engines", "torch,runtime-fp32,ctranslate2-fp32,ctranslate2-int8", "--json", bench,
+                 env={"TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stderr
+    # the export and CTranslate2's conversions are gone (onnxruntime leaves its .ses marker file)
+    assert [p.name for p in scratch.iterdir() if p.name != ".ses"] == []
     rows = {r["engine"]: r for r in json.loads(bench.read_text())["rows"]}
     assert set(rows) == {"torch", "runtime-fp32", "ctranslate2-fp32", "ctranslate2-int8"}
     for r in rows.values():  # fixed length: every engine emitted exactly 5 tokens per sentence
