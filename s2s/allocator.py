@@ -23,6 +23,7 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+from functools import lru_cache
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
 MADV_HUGEPAGE, MADV_COLLAPSE = 14, 25
@@ -31,21 +32,9 @@ log = logging.getLogger(__name__)
 _done = False
 
 
-def keep_freed_memory() -> bool:
-    """Apply the glibc settings once; returns whether they took effect (Linux + glibc only)."""
-    global _done
-    if _done or not sys.platform.startswith("linux"):
-        return _done
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _done = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
-        _done = False
-    log.debug("glibc heap tuning %s", "applied" if _done else "unavailable")
-    return _done
-
-
+@lru_cache(maxsize=1)
 def _libc():
+    """The C library with ``sbrk`` and ``madvise`` typed, or None off Linux or where it has neither."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -55,6 +44,20 @@ def _libc():
         return libc
     except (OSError, AttributeError):
         return None
+
+
+def keep_freed_memory() -> bool:
+    """Apply the glibc settings once; returns whether they took effect (Linux + glibc only)."""
+    global _done
+    libc = _libc()
+    if _done or libc is None:
+        return _done
+    try:
+        _done = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    except AttributeError:  # not glibc (musl): nothing to tune
+        _done = False
+    log.debug("glibc heap tuning %s", "applied" if _done else "unavailable")
+    return _done
 
 
 def heap_top() -> int | None:

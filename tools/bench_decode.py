@@ -9,7 +9,8 @@
 ``--arch`` (:mod:`tools.bench_models`, the model of ``tools/bench_train.py``) with random
 weights and the joint sentencepiece vocabulary of 8000 trained on Multi30k, then benchmarks it
 like a trained run. That run, the export (without ``--bundle``) and CTranslate2's conversions
-are written to one temporary folder, removed when the benchmark ends. ``--batch``/``--beam`` pick one setting (``--batches``/``--beams`` several).
+are written to one temporary folder, removed when the benchmark ends. ``--batch``/``--beam``
+pick one setting (``--batches``/``--beams`` several).
 
 Exports the run to a bundle (fp32 + int8) unless ``--bundle`` names one, then translates the
 first ``--limit`` lines of test_2016_flickr with each engine, greedy and beam 5, batch 1 and 32,

@@ -285,9 +285,8 @@ def choose_small(values: np.ndarray, index: np.ndarray, vocab: int, k: int, widt
     for block, (vals, idx) in enumerate(zip(values.tolist(), index.tolist())):
         pairs = zip(vals, idx)
         if eos_only:
-            pairs = [(v, i) for v, i in pairs if i % vocab != EOS][:2 * k]
+            pairs = ((v, i) for v, i in pairs if i % vocab != EOS)
         live, banned = [], []
-        sentence = None
         for rank, (v, i) in enumerate(pairs):
             beam_of, token = divmod(i, vocab)
             row = block * width + beam_of
@@ -298,13 +297,13 @@ def choose_small(values: np.ndarray, index: np.ndarray, vocab: int, k: int, widt
                 continue
             banned.append((row, token))
             if rank < k and token == EOS and v != -np.inf:
-                sentence = int(alive[block]) if sentence is None else sentence
+                sentence = int(alive[block])
                 if len(finished[sentence]) < k:
                     finished[sentence].append(Hypothesis(history[row].tolist(), normalized_score(v, step + 1, length_penalty), v))
                     any_finished = True
-        for v, row, token in live[:k]:
+        for v, row, token in live:  # at most k: the loop stops at the k-th
             rows.append(row), tokens.append(token), scores.append(v)
-        for row, token in banned[:k - min(len(live), k)]:
+        for row, token in banned[:k - len(live)]:
             rows.append(row), tokens.append(token), scores.append(-np.inf)
     done = np.array([len(finished[s]) >= k for s in alive.tolist()]) if any_finished else None
     # rows None: every hypothesis continues its own row (a third of the steps of the benchmark
@@ -350,9 +349,8 @@ def beam(select: Select, memory: dict, state: dict, constraints: Constraints, vo
                                             length_penalty, eos_only)
         if done is not None and done.all():
             break
-        if rows is None and done is not None and done.any():
-            rows = np.arange(len(tokens))
         if done is not None and done.any():  # finished sentences leave the batch
+            rows = np.arange(len(tokens)) if rows is None else rows
             live = np.flatnonzero(~done)
             alive, scores = alive[live], scores[live]
             rows = rows.reshape(-1, k)[live].reshape(-1)
