@@ -55,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 import s2s.models  # noqa: E402,F401
 from s2s.errors import S2SError  # noqa: E402
-from s2s.allocator import keep_freed_memory  # noqa: E402
+from s2s.cpu.allocator import keep_freed_memory  # noqa: E402
 from s2s.training.loop import Trainer, pick_device, seed_everything  # noqa: E402
 from s2s.training.prepare import prepare_data  # noqa: E402
 from s2s.training.sampling import check_sampling  # noqa: E402

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from s2s.models import functional as fn
+from s2s.cpu import functional as fn
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.embeddings import OutputProjection, TokenEmbedding
 from s2s.models.encoders.base import Encoder

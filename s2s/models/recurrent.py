@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2s.models import functional as fn
+from s2s.cpu import functional as fn
 
 GATES = {"lstm": 4, "gru": 3}
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 import sentencepiece as spm
 
-from s2s.allocator import back_with_huge_pages, heap_top, keep_freed_memory
+from s2s.cpu.allocator import back_with_huge_pages, heap_top, keep_freed_memory
 from s2s.errors import BundleError, ConfigError
 from s2s.runtime import search
 from s2s.runtime.bundle import Bundle, read_bundle
@@ -40,12 +40,12 @@ SPIN = ("run", "always", "never")  # when onnxruntime's worker threads may busy-
 class Translator:
     """``Translator.load(path).translate(lines, beam=5)``; empty lines come back empty.
 
-    ``tune_allocator`` (default on) applies :func:`s2s.allocator.keep_freed_memory` to the
+    ``tune_allocator`` (default on) applies :func:`s2s.cpu.allocator.keep_freed_memory` to the
     process: glibc then keeps freed heap pages instead of unmapping every large block, which the
     search allocates at each step (reordered caches, scores). On the benchmark transformer at
     batch 32, beam 5 that measured 1.38x the throughput (one process, alternating rounds). It also
     backs the heap range that the sessions' weights filled with 2 MiB pages
-    (:func:`s2s.allocator.back_with_huge_pages`; ``huge_page_bytes`` says how much): one process
+    (:func:`s2s.cpu.allocator.back_with_huge_pages`; ``huge_page_bytes`` says how much): one process
     holding two translators of the benchmark transformer, one collapsed, steps alternated, gave
     0.97x the step time at batch 1 with beam 5, 0.95x at batch 32 greedy and 0.99x at batch 32
     with beam 5 (both orders of loading). Pass False to leave the host process's memory as it is.

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from s2s.allocator import keep_freed_memory
+from s2s.cpu.allocator import keep_freed_memory
 from s2s.config import Recipe, save_recipe
 from s2s.data.batching import Batch
 from s2s.data.vocab import PAD

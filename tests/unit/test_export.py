@@ -468,7 +468,7 @@ def test_huge_pages_back_the_heap_that_loading_filled(tmp_path):
 
     import shutil
 
-    from s2s.allocator import HUGE_PAGE, back_with_huge_pages
+    from s2s.cpu.allocator import HUGE_PAGE, back_with_huge_pages
     from s2s.export.bundle import export_bundle
     from tools.bench_decode import random_run
 

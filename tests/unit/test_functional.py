@@ -1,11 +1,11 @@
-"""The training-time kernels of s2s.models.functional compute the same functions."""
+"""The training-time kernels of s2s.cpu.functional compute the same functions."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from s2s.models import functional as fn
+from s2s.cpu import functional as fn
 
 
 def test_fast_tanh_matches_tanh_in_value_and_gradient():

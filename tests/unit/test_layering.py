@@ -31,32 +31,39 @@ def rule(layers: str, packages: str | None) -> Rule:
     return Rule(frozenset(layers.split()), None if packages is None else frozenset(packages.split()))
 
 
-BASE = "s2s allocator errors registry config"
+BASE = "s2s errors registry config search"
+TORCH_STACK = "yaml datasets sentencepiece numpy torch tqdm"
 WEB = "fastapi starlette uvicorn pydantic anyio h11 httpx multipart python_multipart"
 RULES: dict[str, Rule] = {
     "s2s": rule("s2s", ""),  # s2s/__init__.py: version only, imports nothing heavy
-    # glibc heap settings (ctypes): used by training and by the runtime
-    "allocator": rule("s2s allocator", ""),
-    "errors": rule(BASE, "yaml"),
-    "registry": rule(BASE, "yaml"),
-    "config": rule(BASE, "yaml"),
+    "errors": rule("s2s errors", ""),
+    "registry": rule("s2s registry", ""),
+    # search: hypotheses, constraints, the one beam and greedy loop, DecodeOptions; numpy only.
+    # config reads DecodeOptions from it, so s2s/search/__init__.py imports nothing.
+    "search": rule("s2s errors search", "numpy"),
+    "config": rule("s2s errors registry config search", "yaml"),
+    # the bundle format, read, written and validated without torch
+    "bundle": rule("s2s errors search bundle", ""),
+    # CPU speed code: the glibc allocator settings (standard library only, the runtime may use
+    # them) and torch kernels for the models
+    "cpu.allocator": rule("s2s cpu.allocator", ""),
+    "cpu": rule("s2s cpu cpu.allocator", "torch"),
     "data": rule(f"{BASE} data", "yaml datasets sentencepiece numpy"),
     # models need no data code: their special ids come in as arguments, so s2s.data is not allowed
-    "models": rule(f"{BASE} models", "yaml torch numpy"),
-    # training validates with the decoder and scores BLEU (loop.py imports s2s.decoding and
-    # s2s.evaluation.metrics), so it sits right of decoding and evaluation in the diagram
-    "training": rule(f"{BASE} data models decoding evaluation training",
-                     "yaml datasets sentencepiece numpy torch tqdm"),
-    "decoding": rule(f"{BASE} data models decoding", "yaml datasets sentencepiece numpy torch tqdm"),
-    "evaluation": rule(f"{BASE} data models decoding evaluation",
-                       "yaml datasets sentencepiece numpy torch tqdm sacrebleu rouge_score"),
-    # export verifies every bundle with the runtime's own searches (parity.py)
-    "export": rule(f"{BASE} data models decoding runtime export",
-                   "yaml datasets sentencepiece numpy torch tqdm onnx onnxruntime"),
+    "models": rule(f"{BASE} cpu models", "yaml torch numpy"),
+    # a run directory: recipe, vocabularies, checkpoints, load_run
+    "runs": rule(f"{BASE} data models runs", TORCH_STACK),
+    "decoding": rule(f"{BASE} data models runs decoding", TORCH_STACK),
+    "evaluation": rule(f"{BASE} data models runs decoding evaluation", f"{TORCH_STACK} sacrebleu rouge_score"),
+    # training validates with the decoder and scores BLEU, so it sits right of decoding and evaluation
+    "training": rule(f"{BASE} cpu.allocator data models runs decoding evaluation training", TORCH_STACK),
+    # export writes through s2s.bundle and verifies every bundle with the runtime (parity.py)
+    "export": rule(f"{BASE} bundle data models runs decoding runtime export", f"{TORCH_STACK} onnx onnxruntime"),
     # the runtime ships without torch or training code: numpy + onnxruntime + sentencepiece only
-    "runtime": rule("s2s allocator errors runtime", "numpy onnxruntime sentencepiece"),
-    "serve": rule("s2s errors runtime serve", f"numpy onnxruntime sentencepiece {WEB}"),
-    "cli": rule(f"{BASE} data models training decoding evaluation export runtime serve cli", None),
+    "runtime": rule("s2s errors cpu.allocator search bundle runtime", "numpy onnxruntime sentencepiece"),
+    "serve": rule("s2s errors search bundle runtime serve", f"numpy onnxruntime sentencepiece {WEB}"),
+    "cli": rule(f"{BASE} bundle cpu.allocator data models runs training decoding evaluation export runtime serve cli",
+                None),
     # s2s/__main__.py (``python -m s2s``) is the cli's second door: it may import the cli only
     "__main__": rule("cli", ""),
 }
@@ -72,6 +79,8 @@ MODULES: dict[str, Path] = {module_name(p): p for p in sorted(PACKAGE.rglob("*.p
 
 def layer_of(module: str) -> str:
     parts = module.split(".")
+    if parts[1:3] == ["cpu", "allocator"]:  # the torch-free corner of the CPU speed code
+        return "cpu.allocator"
     return parts[1] if len(parts) > 1 else parts[0]
 
 

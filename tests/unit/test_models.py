@@ -88,7 +88,7 @@ def test_every_registered_attention_is_covered():
 def test_step_linears_give_autograds_gradients_even_for_unused_steps():
     """Three steps share W (one of them feeds nothing downstream) and a bias; W also has a
     direct use outside the loop. Gradients equal plain F.linear's."""
-    from s2s.models.steplinear import StepLinears
+    from s2s.cpu.steplinear import StepLinears
 
     gen = torch.Generator().manual_seed(0)
     xs = [torch.randn(5, 4, generator=gen, requires_grad=True) for _ in range(3)]
@@ -118,7 +118,7 @@ def test_teacher_forced_gradients_do_not_depend_on_deferring_weight_gradients(
     """The decoder's training pass forms each weight's gradient once for all steps; every
     parameter's gradient must equal the one autograd forms step by step."""
     import s2s.models.decoders.rnn as rnn_decoder
-    from s2s.models.steplinear import StepLinears
+    from s2s.cpu.steplinear import StepLinears
 
     enc_opts, dec_opts = OPTION_SETS[options]
     model = tiny_model_factory(encoder={"type": cell, "hidden": 8, **enc_opts},

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from s2s.models import functional as fn
+from s2s.cpu import functional as fn
 from s2s.models.attention.base import Attention, AttentionConfig
-from s2s.models.steplinear import PLAIN, StepLinears
+from s2s.cpu.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
 

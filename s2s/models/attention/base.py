@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from s2s.models.steplinear import PLAIN, StepLinears
+from s2s.cpu.steplinear import PLAIN, StepLinears
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from s2s.models.attention.base import Attention
-from s2s.models.steplinear import PLAIN, StepLinears
+from s2s.cpu.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
 

@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from s2s.models import functional as fn
+from s2s.cpu import functional as fn
 from s2s.models.attention.base import Attention
 from s2s.models.decoders.base import Decoder, State
 from s2s.models.recurrent import RecurrentCell, check_rnn_config, lstm_update, variational_mask
-from s2s.models.steplinear import PLAIN, StepLinears
+from s2s.cpu.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
 Feedback = Callable[[int, Tensor], "tuple[Tensor, Tensor] | None"]  # see RNNDecoder.forward
@@ -161,7 +161,7 @@ class RNNDecoder(Decoder):
     def forward(self, tgt_emb: Tensor, state: State, memory: State,
                 feedback: Feedback | None = None) -> tuple[Tensor, Tensor]:
         """Teacher forcing over the whole target. With gradients, each weight's gradient is
-        formed once for all steps (:mod:`s2s.models.steplinear`), and LSTM layers multiply
+        formed once for all steps (:mod:`s2s.cpu.steplinear`), and LSTM layers multiply
         [input; hidden] by one concatenated matrix with their two biases summed.
 
         ``feedback(t, out) -> (rows, embeddings) | None`` (scheduled sampling) replaces the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from s2s.models import functional as fn
+from s2s.cpu import functional as fn
 from s2s.models.encoders.base import Encoder
 from s2s.models.recurrent import CustomRecurrentLayer, check_rnn_config, reverse_padded
 from s2s.registry import register
