@@ -27,6 +27,7 @@ import yaml
 
 from s2s import registry
 from s2s.errors import ConfigError
+from s2s.search.options import DecodeOptions
 
 
 def opt(default: Any, help: str) -> Any:  # noqa: A002 - "help" reads best in the dataclasses
@@ -170,23 +171,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class DecodeConfig:
-    beam: int = opt(5, "beam size (1 = greedy)")
-    n_best: int = opt(1, "hypotheses returned per sentence")
-    length_penalty: float = opt(0.6, "GNMT length penalty alpha (Wu et al., 2016); 0 = off")
-    max_len_ratio: float = opt(1.5, "max target length = ratio * source length + offset")
-    max_len_offset: int = opt(10, "see max_len_ratio")
-    min_len: int = opt(0, "EOS is banned before this many target tokens")
-    max_len: int = opt(0, "at most this many target tokens before EOS (0 = only max_len_ratio)")
-    no_repeat_ngram: int = opt(0, "ban repeating any n-gram of this size (0 = off)")
-    batch_size: int = opt(64, "sentences decoded together")
-
-    def __post_init__(self) -> None:
-        if self.max_len > 0 and self.min_len > self.max_len:
-            raise ValueError(f"min_len ({self.min_len}) must not exceed max_len ({self.max_len})")
-
-
-@dataclass(frozen=True)
 class Recipe:
     name: str = opt("", "run name (defaults to the recipe file's stem)")
     seed: int = opt(1, "seed for weights, dropout and batch order")
@@ -194,7 +178,7 @@ class Recipe:
     vocab: VocabConfig = opt(VocabConfig(), "sentencepiece vocabulary")
     model: ModelConfig = opt(ModelConfig(), "architecture")
     train: TrainConfig = opt(TrainConfig(), "training")
-    decode: DecodeConfig = opt(DecodeConfig(), "decoding defaults")
+    decode: DecodeOptions = opt(DecodeOptions(), "decoding defaults (s2s.search.options)")
 
 
 # --------------------------------------------------------------------------- loading

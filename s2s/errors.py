@@ -14,4 +14,8 @@ class DataError(S2SError):
 
 
 class BundleError(S2SError):
-    """An exported bundle or run directory is missing pieces or is inconsistent."""
+    """An exported bundle is missing pieces or is inconsistent."""
+
+
+class RunError(S2SError):
+    """A training run directory is missing pieces (config, vocabulary, the named checkpoint)."""

@@ -118,7 +118,7 @@ def main() -> int:
         elif name.startswith("runtime-"):
             engines[name] = Translator.load(bundle, name.split("-", 1)[1], ["CPUExecutionProvider"], args.threads)
         elif name.startswith("ctranslate2-"):  # the C++ peer, converted from the same weights
-            from s2s.runtime.bundle import read_bundle
+            from s2s.bundle import read_bundle
             from tools.peer_ctranslate2 import PeerEngine
 
             engines[name] = PeerEngine(args.model, name.split("-", 1)[1], scratch.name,

@@ -48,7 +48,7 @@ def transformer_spec(run: str | Path):
     _require_ctranslate2()
     from ctranslate2.specs import common_spec, transformer_spec as ts
 
-    from s2s.decoding.translator import load_run
+    from s2s.runs import load_run
 
     recipe, vocabs, model = load_run(run)
     enc, dec = recipe.model.encoder, recipe.model.decoder
@@ -132,8 +132,8 @@ def check(run: str, ct2_dir: str, source: str, reference: str | None, limit: int
     from s2s.data.batching import pad, with_eos
     from s2s.data.corpus import read_lines
     from s2s.data.vocab import BOS, EOS
-    from s2s.decoding.common import max_lengths
     from s2s.decoding.translator import Translator
+    from s2s.search.constraints import max_lengths
 
     ours_engine = Translator.from_run(run)
     vocabs, model = ours_engine.vocabs, ours_engine.model
@@ -149,8 +149,8 @@ def check(run: str, ct2_dir: str, source: str, reference: str | None, limit: int
             logits = model(src, torch.tensor([len(s) + 1]), torch.tensor([[BOS, *t]]))
             ours = torch.log_softmax(logits.float(), -1)[0, torch.arange(len(t) + 1), torch.tensor([*t, EOS])]
             worst = max(worst, float(np.abs(ours.numpy() - np.asarray(theirs.log_probs)).max()))
-    decode = ours_engine.decode
-    limits = max_lengths(torch.tensor([len(s) + 1 for s in src_ids]), decode.max_len_ratio, decode.max_len_offset)
+    decode = ours_engine.options
+    limits = max_lengths(np.array([len(s) + 1 for s in src_ids]), decode.max_len_ratio, decode.max_len_offset)
     greedy_theirs = [engine.translate_batch([vocabs.src.pieces(s)], beam_size=1, max_decoding_length=int(limit))
                      [0].hypotheses[0] for s, limit in zip(src_ids, limits)]  # s2s's length limit, per sentence
     greedy_ours = [vocabs.tgt.pieces(h[0].tokens) for h in ours_engine.hypotheses(lines, beam=1)]

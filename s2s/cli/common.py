@@ -32,31 +32,38 @@ def open_output(path: str | None):
 
 
 def add_decode_options(parser) -> None:
-    group = parser.add_argument_group("decoding (defaults: the recipe's decode section)")
-    group.add_argument("--beam", type=int, help="beam size; 1 = greedy")
-    group.add_argument("--n-best", type=int, dest="n_best", help="hypotheses per sentence")
-    group.add_argument("--length-penalty", type=float, dest="length_penalty", help="GNMT alpha")
-    group.add_argument("--max-len-ratio", type=float, dest="max_len_ratio", help="max length / source length")
-    group.add_argument("--min-len", type=int, dest="min_len", help="ban EOS before this many tokens")
-    group.add_argument("--max-len", type=int, dest="max_len", help="at most this many tokens before EOS")
-    group.add_argument("--no-repeat-ngram", type=int, dest="no_repeat_ngram", help="ban repeated n-grams")
-    group.add_argument("--batch-size", type=int, dest="batch_size", help="sentences per batch")
+    """One flag per field of :class:`~s2s.search.options.DecodeOptions`, its help and type taken
+    from there; a flag left out keeps the run's or the bundle's own default."""
+    from s2s.search.options import option_fields
+
+    group = parser.add_argument_group("decoding (defaults: the run's or the bundle's decode section)")
+    for f in option_fields():
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=float if f.type == "float" else int,
+                           help=f"{f.metadata['help']} (default: {f.default} unless the model says otherwise)")
     group.add_argument("--checkpoint", default="best", metavar="NAME",
                        help="which weights of a run: best, last, averaged or step-N (default: best)")
     group.add_argument("--device", default="cpu", help="cpu or cuda")
+    group.add_argument("--variant", default="fp32", choices=["fp32", "int8"], help="which graphs of a bundle to use")
 
 
 def decode_options(args) -> dict:
-    names = ("beam", "n_best", "length_penalty", "max_len_ratio", "min_len", "max_len", "no_repeat_ngram",
-             "batch_size")
-    return {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    """The decoding flags given on the command line (the others stay None: the model's default)."""
+    from s2s.search.options import option_fields
+
+    return {f.name: getattr(args, f.name) for f in option_fields() if getattr(args, f.name) is not None}
 
 
-def bundle_translator(args):
-    """The torch-free runtime's translator when ``--model`` names an exported bundle, else None."""
-    if not (Path(args.model) / "bundle.json").is_file():
-        return None
-    from s2s.runtime import Translator
+def open_translator(args):
+    """A translator for ``--model``: the torch-free runtime's for an exported bundle (it has
+    ``bundle.json``), the PyTorch one for a run directory. Both have the same interface."""
+    from s2s.bundle import is_bundle
 
-    providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
-    return Translator.load(args.model, args.variant, providers)
+    if is_bundle(args.model):
+        from s2s.runtime import Translator
+
+        providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
+        return Translator.load(args.model, args.variant, providers)
+    import s2s.models  # noqa: F401  (registers the parts the run's recipe names)
+    from s2s.decoding.translator import Translator
+
+    return Translator.from_run(args.model, args.checkpoint, args.device)

@@ -14,7 +14,6 @@ def add_parser(sub) -> None:
     p.add_argument("--ref", "--reference", dest="ref", help="reference file")
     p.add_argument("--model", help="run directory (default source: the recipe's test split), or an exported "
                                     "bundle (needs --source and --ref)")
-    p.add_argument("--variant", default="fp32", choices=["fp32", "int8"], help="bundle graphs to use")
     p.add_argument("--source", help="source file to translate with --model")
     p.add_argument("--output", help="with --model: also write the translations here")
     p.add_argument("--metrics", default="bleu,chrf,ter", help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL")
@@ -50,28 +49,31 @@ def run(args) -> int:
 
 
 def _translate(args, options) -> tuple[list[str], list[str]]:
-    from s2s.cli.common import bundle_translator
-    from s2s.data.corpus import read_lines, read_split
+    from s2s.cli.common import open_translator
+    from s2s.data.corpus import read_lines
     from s2s.errors import ConfigError
 
-    bundle = bundle_translator(args)
-    if bundle is not None:  # an exported bundle: the torch-free runtime
-        if not (args.source and args.ref):
-            raise ConfigError(f"{args.model} is a bundle (no recipe inside): give --source and --ref")
-        return bundle.translate(read_lines(args.source), **options), read_lines(args.ref)
-    import s2s.models  # noqa: F401
-    from s2s.decoding.translator import Translator
-
-    translator = Translator.from_run(args.model, args.checkpoint, args.device)
     if args.source:
         if not args.ref:
             raise ConfigError("--source needs --ref")
         src, refs = read_lines(args.source), read_lines(args.ref)
     else:
-        from pathlib import Path
+        src, refs = _recipe_test_split(args.model)
+    return open_translator(args).translate(src, **options), refs
 
-        from s2s.config import load_recipe
 
-        test = read_split(load_recipe(Path(args.model) / "config.yaml").data, "test")
-        src, refs = test.src, test.tgt
-    return translator.translate(src, **options), refs
+def _recipe_test_split(model: str) -> tuple[list[str], list[str]]:
+    """A run's recipe names its test split; a bundle carries no data and needs --source and --ref."""
+    from pathlib import Path
+
+    from s2s.config import load_recipe
+    from s2s.data.corpus import read_split
+    from s2s.errors import ConfigError
+    from s2s.runs import is_run
+
+    if not is_run(model):
+        raise ConfigError(f"{model} is a bundle (no recipe inside): give --source and --ref")
+    import s2s.models  # noqa: F401  (registers the parts the run's recipe names)
+
+    test = read_split(load_recipe(Path(model) / "config.yaml").data, "test")
+    return test.src, test.tgt

@@ -15,8 +15,10 @@ import sentencepiece as spm
 
 from s2s.config import VocabConfig
 from s2s.errors import DataError
+from s2s.search.hypotheses import SpecialIds
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
+SPECIAL_IDS = SpecialIds(pad=PAD, unk=UNK, bos=BOS, eos=EOS)
 log = logging.getLogger(__name__)
 
 
@@ -60,6 +62,11 @@ class Vocabs:
     @property
     def joint(self) -> bool:
         return self.src.path == self.tgt.path
+
+    @property
+    def special(self) -> SpecialIds:
+        """The special ids, checked equal on both sides when each model was loaded."""
+        return SPECIAL_IDS
 
 
 def _train_one(lines: list[str], prefix: Path, config: VocabConfig, seed: int) -> None:

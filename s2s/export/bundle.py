@@ -7,7 +7,6 @@ failed export leaves any earlier bundle untouched.
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -17,12 +16,12 @@ from pathlib import Path
 import torch
 
 import s2s
+from s2s.bundle import bundle_meta, write_bundle_json
 from s2s.config import Recipe
-from s2s.data.vocab import BOS, EOS, PAD, UNK, vocab_paths
-from s2s.decoding.translator import load_run
+from s2s.data.vocab import vocab_paths
 from s2s.errors import BundleError
 from s2s.export.onnx import OPSET, add_search_head, export_graphs
-from s2s.runtime.bundle import FORMAT, VERSION
+from s2s.runs import best_metrics, load_run
 
 
 def _commit() -> str | None:
@@ -32,17 +31,6 @@ def _commit() -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def _best_metrics(run_dir: Path) -> dict:
-    best: dict = {}
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            if "valid_bleu" in row and row["valid_bleu"] >= best.get("valid_bleu", float("-inf")):
-                best = {k: row[k] for k in ("step", "valid_bleu", "valid_loss") if k in row}
-    return best
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -82,12 +70,13 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
         src_model, tgt_model = vocab_paths(run / "vocab", recipe.vocab.joint)
         for path in {src_model, tgt_model}:
             shutil.copy2(path, work / path.name)
-        meta = _metadata(recipe, run, checkpoint, model, spec, variants, src_model.name, tgt_model.name, opset)
+        meta = _metadata(recipe, run, checkpoint, model, spec, variants, src_model.name, tgt_model.name, opset,
+                         vocabs.special)
         if test_bleu is not None:
             meta["provenance"]["metrics"]["test_bleu"] = test_bleu
-        (work / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_bundle_json(meta, work)
         meta["verification"] = verify(model, vocabs, work, sample)
-        (work / "bundle.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        write_bundle_json(meta, work)
         work.chmod(0o755)  # mkdtemp made it private
         if out.exists():
             shutil.rmtree(out)
@@ -105,21 +94,18 @@ def _family(recipe: Recipe) -> str:
     return kinds.pop() if len(kinds) == 1 else "hybrid"
 
 
-def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants, src_name, tgt_name, opset) -> dict:
-    decode = asdict(recipe.decode)
-    return {
-        "format": FORMAT,
-        "format_version": VERSION,
-        "model_family": _family(recipe),
-        "architecture": {"encoder": recipe.model.encoder.type, "attention": recipe.model.attention.type,
-                         "decoder": recipe.model.decoder.type},
-        "special_ids": {"pad": PAD, "unk": UNK, "bos": BOS, "eos": EOS},
-        "vocab": {"source": src_name, "target": tgt_name, "joint": recipe.vocab.joint,
-                  "source_size": model.src_embed.num_embeddings, "target_size": model.tgt_embed.num_embeddings},
-        "max_lengths": {"source": recipe.data.max_src_len, "target": recipe.data.max_tgt_len},
-        "decode": {k: decode[k] for k in ("beam", "n_best", "length_penalty", "max_len_ratio", "max_len_offset",
-                                          "min_len", "max_len", "no_repeat_ngram", "batch_size")},
-        "graphs": {
+def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants, src_name, tgt_name, opset,
+              special) -> dict:
+    return bundle_meta(
+        model_family=_family(recipe),
+        architecture={"encoder": recipe.model.encoder.type, "attention": recipe.model.attention.type,
+                      "decoder": recipe.model.decoder.type},
+        special=special,
+        vocab={"source": src_name, "target": tgt_name, "joint": recipe.vocab.joint,
+               "source_size": model.src_embed.num_embeddings, "target_size": model.tgt_embed.num_embeddings},
+        max_lengths={"source": recipe.data.max_src_len, "target": recipe.data.max_tgt_len},
+        decode=recipe.decode,
+        graphs={
             "opset": opset,
             "memory": spec.memory_specs,
             "state": spec.state_specs,
@@ -127,10 +113,10 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "search_head": True,
             "memory_per_sentence": bool(model.decoder.memory_per_sentence),
         },
-        "provenance": {
+        provenance={
             "s2s_version": s2s.__version__, "commit": _commit(), "recipe": recipe.name, "run": str(run),
             "checkpoint": checkpoint, "torch": torch.__version__,
             "data": {"train": asdict(recipe.data.train), "hub": recipe.data.hub},
-            "metrics": _best_metrics(run),
+            "metrics": best_metrics(run),
         },
-    }
+    )

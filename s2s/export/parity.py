@@ -1,9 +1,9 @@
 """PyTorch against onnxruntime on a freshly written bundle; any difference fails the export.
 
 Checks, on a sample batch: the step's log-probabilities and next state over several teacher-
-forced steps (max abs difference <= 1e-4), then greedy and beam-5 search, the torch searches of
-:mod:`s2s.decoding` against the numpy searches of :mod:`s2s.runtime.search` driving the
-onnxruntime sessions: the same tokens for every sentence.
+forced steps (max abs difference <= 1e-4), then greedy and beam-5 search of the one search loop
+(:mod:`s2s.search.loops`) driving the PyTorch model and driving the onnxruntime sessions: the
+same tokens for every sentence.
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from s2s.data.batching import pad, with_eos
 from s2s.data.vocab import Vocabs
-from s2s.decoding.beam import beam_search
-from s2s.decoding.common import max_lengths
-from s2s.decoding.greedy import greedy_search
+from s2s.decoding.translator import Translator as ModelTranslator
 from s2s.errors import BundleError
 from s2s.export.onnx import sample_batch
-from s2s.runtime import search
 from s2s.runtime.translator import Translator
+from s2s.search.options import DecodeOptions
 
 TOLERANCE = 1e-4
 DEFAULT_SAMPLE = [
@@ -52,7 +49,7 @@ def check_steps(model, runtime: Translator, src: torch.Tensor, lengths: torch.Te
         o_memory, o_state = runtime.encode(src.numpy(), lengths.numpy())
         for name in memory:
             worst = max(worst, _max_diff(o_memory[name], memory[name].numpy()))
-        for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps):
+        for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps, runtime.bos):
             logits, state, attn = model.step(tokens, state, memory)
             log_probs, o_state, o_attn = runtime.step(tokens.numpy(), o_state, o_memory)
             worst = max(worst, _max_diff(log_probs, torch.log_softmax(logits.float(), -1).numpy()),
@@ -62,10 +59,10 @@ def check_steps(model, runtime: Translator, src: torch.Tensor, lengths: torch.Te
     return worst
 
 
-def _probe_tokens(batch: int, vocab: int, steps: int):
+def _probe_tokens(batch: int, vocab: int, steps: int, bos: int):
     """The tokens fed at the probed steps: BOS, then seeded random non-special tokens."""
     gen = torch.Generator().manual_seed(1)
-    yield torch.full((batch,), search.BOS, dtype=torch.long)
+    yield torch.full((batch,), bos, dtype=torch.long)
     for _ in range(steps - 1):
         yield torch.randint(4, vocab, (batch,), generator=gen)
 
@@ -98,7 +95,7 @@ def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch
                 note("runtime_memory", o_memory[name], truth)
         memory = single(memory64)  # both engines step from the exact memory, rounded
         o_memory = {n: v.numpy() for n, v in memory.items()}
-        for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps):
+        for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps, runtime.bos):
             state = single(state64)
             logits64, next64, _ = exact.step(tokens, state64, memory64)
             truth = torch.log_softmax(logits64, -1)
@@ -113,23 +110,12 @@ def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch
     return worst
 
 
-def check_search(model, runtime: Translator, ids: list[list[int]], beam: int) -> int:
-    """Sentences whose tokens differ between the torch and the runtime search."""
-    rows = with_eos(ids)
-    src = torch.from_numpy(pad(rows))
-    lengths = torch.tensor([len(r) for r in rows])
-    limits = max_lengths(lengths, 1.5, 10)
-    if beam == 1:
-        ours = [[h] for h in greedy_search(model, src, lengths, limits)]
-    else:
-        ours = beam_search(model, src, lengths, limits, beam=beam)
-    memory, state = runtime.encode(src.numpy(), lengths.numpy())
-    constraints = search.Constraints(limits.numpy())
-    if beam == 1:
-        theirs = [[h] for h in search.greedy(runtime.select, memory, state, constraints, runtime.vocab_size)]
-    else:
-        theirs = search.beam(runtime.select, memory, state, constraints, runtime.vocab_size, beam,
-                             memory_per_sentence=runtime.bundle.memory_per_sentence)
+def check_search(model, vocabs: Vocabs, runtime: Translator, ids: list[list[int]], beam: int) -> int:
+    """Sentences whose tokens differ between the search over PyTorch and over the runtime."""
+    options = DecodeOptions(beam=beam, length_penalty=0.0)
+    with torch.inference_mode():
+        ours = ModelTranslator(model, vocabs, options).search_batch(ids, options)
+    theirs = runtime.search_batch(ids, options)
     return sum(a[0].tokens != b[0].tokens for a, b in zip(ours, theirs))
 
 
@@ -143,7 +129,7 @@ def verify(model, vocabs: Vocabs, bundle_dir: Path, sample: list[str] | None = N
                           "in memory, log-probs, attention or state; the export is not usable")
     ids = vocabs.src.encode(sample or DEFAULT_SAMPLE)
     for beam in (1, 5):
-        differ = check_search(model, runtime, ids, beam)
+        differ = check_search(model, vocabs, runtime, ids, beam)
         if differ:
             raise BundleError(f"{bundle_dir}: the runtime's {'greedy' if beam == 1 else f'beam-{beam}'} "
                               f"output differs from PyTorch's on {differ} of {len(ids)} sample sentences")

@@ -1,4 +1,5 @@
-"""Translate with an exported bundle: onnxruntime sessions driven by the numpy searches."""
+"""Translate with an exported bundle: onnxruntime sessions driven by the one search of
+:mod:`s2s.search`, through the interface the PyTorch translator shares."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import numpy as np
 import onnxruntime as ort
 import sentencepiece as spm
 
+from s2s.bundle import Bundle, read_bundle
 from s2s.cpu.allocator import back_with_huge_pages, heap_top, keep_freed_memory
 from s2s.errors import BundleError, ConfigError
-from s2s.runtime import search
-from s2s.runtime.bundle import Bundle, read_bundle
+from s2s.search import translator as base
+from s2s.search.arrays import ArrayDecoder, take
 
 
 def default_providers() -> list[str]:
@@ -37,8 +39,11 @@ def _direct_run(session: ort.InferenceSession):
 SPIN = ("run", "always", "never")  # when onnxruntime's worker threads may busy-wait (Translator's spin)
 
 
-class Translator:
+class Translator(base.Translator):
     """``Translator.load(path).translate(lines, beam=5)``; empty lines come back empty.
+
+    It is also the search's :class:`~s2s.search.loops.Decoder`: :meth:`select` runs the step
+    graph with its search head, :meth:`reorder` and :meth:`take_memory` pick rows of arrays.
 
     ``tune_allocator`` (default on) applies :func:`s2s.cpu.allocator.keep_freed_memory` to the
     process: glibc then keeps freed heap pages instead of unmapping every large block, which the
@@ -89,7 +94,8 @@ class Translator:
         src, tgt = bundle.vocab_files()
         self.src_vocab = spm.SentencePieceProcessor(model_file=str(src))
         self.tgt_vocab = self.src_vocab if src == tgt else spm.SentencePieceProcessor(model_file=str(tgt))
-        self.defaults = dict(bundle.meta.get("decode", {}))
+        self.options, self.special = bundle.decode, bundle.special
+        self.bos, self.memory_per_sentence = bundle.special.bos, bundle.memory_per_sentence
         self._step_outputs = ["log_probs"] + [f"next.{n}" for n in bundle.state] + ["attention"]
         inputs = {i.name for i in self.decoder.get_inputs() + self.decoder.get_overridable_initializers()}
         # a graph drops inputs it never reads (multi-head attention reads keys/values, not the bank)
@@ -111,6 +117,9 @@ class Translator:
         k = len(self.bundle.memory)
         return dict(zip(self.bundle.memory, outputs[:k])), dict(zip(self.bundle.state, outputs[k:]))
 
+    def start(self, src: np.ndarray, src_lengths: np.ndarray):
+        return (self, *self.encode(src, src_lengths))
+
     def _feeds(self, tokens: np.ndarray, state: dict, memory: dict) -> dict:
         state_names, memory_names = self._feed_names
         feeds = {feed: state[name] for feed, name in state_names}
@@ -127,7 +136,7 @@ class Translator:
         """One step and the beam's choice in one onnxruntime call: each sentence's k best of
         ``log_probs + mask + scores`` over its K*V candidates, and the next state."""
         if not self.has_search_head:
-            return search.numpy_select(self.step)(tokens, state, memory, scores, blocks, k, mask)
+            return ArrayDecoder(self.step, self.bos).select(tokens, state, memory, scores, blocks, k, mask)
         feeds = self._feeds(tokens, state, memory)
         head = self._head_inputs.get((blocks, k))
         if head is None:
@@ -138,53 +147,12 @@ class Translator:
         outputs = self._run_step(self._select_outputs, feeds)
         return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:]))
 
+    reorder = staticmethod(take)
+    take_memory = staticmethod(take)
+
     # ------------------------------------------------------------------ text
-    def _options(self, options: dict) -> dict:
-        merged = {"beam": 5, "n_best": 1, "length_penalty": 0.0, "max_len_ratio": 1.5, "max_len_offset": 10,
-                  "min_len": 0, "max_len": 0, "no_repeat_ngram": 0, "batch_size": 64}
-        merged.update({k: v for k, v in self.defaults.items() if k in merged})
-        unknown = set(options) - set(merged)
-        if unknown:
-            raise TypeError(f"unknown decoding options {sorted(unknown)}; known: {sorted(merged)}")
-        merged.update({k: v for k, v in options.items() if v is not None})
-        if merged["max_len"] > 0 and merged["min_len"] > merged["max_len"]:
-            raise ConfigError(f"decoding options: min_len ({merged['min_len']}) must not exceed max_len "
-                              f"({merged['max_len']})")
-        return merged
+    def encode_lines(self, lines: list[str]) -> list[list[int]]:
+        return self.src_vocab.encode(lines, out_type=int)
 
-    def hypotheses(self, lines: list[str], **options) -> list[list[search.Hypothesis]]:
-        """n-best hypotheses of each line, best first (options as :meth:`translate`)."""
-        o = self._options(options)
-        results = [[search.Hypothesis([], 0.0, 0.0)] for _ in lines]
-        ids = self.src_vocab.encode(list(lines), out_type=int)
-        todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: -len(ids[i]))
-        for start in range(0, len(todo), o["batch_size"]):
-            chunk = todo[start: start + o["batch_size"]]
-            for i, hyps in zip(chunk, self._batch([ids[i] for i in chunk], o)):
-                results[i] = hyps
-        return results
-
-    def translate(self, lines: list[str], beam: int | None = None, n_best: int | None = None,
-                  max_len_ratio: float | None = None, length_penalty: float | None = None, **options) -> list[str]:
-        """The best translation of each line, detokenized. Options default to the bundle's
-        ``decode`` section: beam, n_best, length_penalty, max_len_ratio, max_len_offset, min_len,
-        max_len, no_repeat_ngram, batch_size."""
-        hyps = self.hypotheses(lines, beam=beam, n_best=n_best, max_len_ratio=max_len_ratio,
-                               length_penalty=length_penalty, **options)
-        return [self.tgt_vocab.decode(h[0].tokens) for h in hyps]
-
-    def _batch(self, ids: list[list[int]], o: dict) -> list[list[search.Hypothesis]]:
-        rows = [list(r) + [search.EOS] for r in ids]
-        lengths = np.array([len(r) for r in rows], dtype=np.int64)
-        src = np.zeros((len(rows), int(lengths.max())), dtype=np.int64)
-        for i, r in enumerate(rows):
-            src[i, : len(r)] = r
-        limits = search.max_lengths(lengths, o["max_len_ratio"], o["max_len_offset"], minimum=o["min_len"],
-                                    maximum=o["max_len"])
-        constraints = search.Constraints(limits, o["min_len"], o["no_repeat_ngram"])
-        memory, state = self.encode(src, lengths)
-        if o["beam"] == 1 and o["n_best"] == 1:
-            return [[h] for h in search.greedy(self.select, memory, state, constraints, self.vocab_size,
-                                               o["length_penalty"])]
-        return search.beam(self.select, memory, state, constraints, self.vocab_size, o["beam"], o["n_best"],
-                           o["length_penalty"], self.bundle.memory_per_sentence)
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.tgt_vocab.decode(tokens)

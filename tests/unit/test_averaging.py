@@ -73,7 +73,7 @@ def test_training_keeps_the_last_k_and_writes_their_average(tiny_recipe, tmp_pat
 
 
 def test_averaged_checkpoint_decodes_through_the_cli_and_unknown_names_are_listed(tiny_recipe, tmp_path):
-    from s2s.decoding.translator import load_run
+    from s2s.runs import load_run
 
     run = tmp_path / "run"
     train(tiny_recipe(train={"max_steps": 4, "valid_every": 2, "average_last": 3, "valid_bleu": False}), run)

@@ -14,7 +14,7 @@ import yaml
 import s2s.models  # noqa: F401  (registers the encoder/decoder/attention configs the loader resolves)
 from s2s import registry
 from s2s.config import (
-    DecodeConfig,
+    DecodeOptions,
     Recipe,
     TrainConfig,
     load_recipe,
@@ -67,7 +67,7 @@ def test_unknown_top_level_key(tmp_path):
 
 def test_unknown_key_without_a_close_match_suggests_nothing(tmp_path):
     msg = load_error(write(tmp_path, "decode:\n  qqqqqqqq: 1\n"))
-    assert "'decode.qqqqqqqq'" in msg and allowed(DecodeConfig) in msg
+    assert "'decode.qqqqqqqq'" in msg and allowed(DecodeOptions) in msg
     assert "did you mean" not in msg
 
 
@@ -294,7 +294,7 @@ def test_saved_recipe_spells_out_every_default(tmp_path):
     assert list(saved["train"]) == [f.name for f in dataclasses.fields(TrainConfig)]
     assert list(saved["model"]["encoder"]) == [f.name for f in dataclasses.fields(RNNEncoderConfig)]
     assert saved["train"]["lr"] == 0.5
-    assert saved["decode"]["beam"] == DecodeConfig().beam
+    assert saved["decode"]["beam"] == DecodeOptions().beam
     assert saved["model"]["attention"]["type"] == "bahdanau"
     assert saved["train"]["betas"] == list(TrainConfig().betas)
 

@@ -10,11 +10,9 @@ import pytest
 import torch
 
 from s2s.data.vocab import BOS, EOS
-from s2s.decoding.beam import beam_search
-from s2s.decoding.greedy import greedy_search
-from s2s.decoding.penalties import gnmt_length_penalty, normalized_score
-from s2s.decoding.processors import MinLength, NoRepeatNGram
+from s2s.decoding import decoder as torch_search
 from s2s.models.contract import select
+from s2s.search.hypotheses import SpecialIds, gnmt_length_penalty, normalized_score
 
 torch.set_num_threads(1)
 
@@ -103,6 +101,20 @@ class TableModel:
     @staticmethod
     def reorder(state, index):
         return select(state, index)
+
+
+SPECIAL = SpecialIds(pad=0, unk=1, bos=BOS, eos=EOS)
+
+
+def greedy_search(model, src, src_lengths, limits, **options):
+    """The one search loop over a model (PyTorch backend), vocabulary V unless a model says otherwise."""
+    vocab = model.tgt_embed.num_embeddings if hasattr(model, "tgt_embed") else V
+    return torch_search.greedy_search(model, src, src_lengths, limits.numpy(), SPECIAL, vocab=vocab, **options)
+
+
+def beam_search(model, src, src_lengths, limits, beam=5, **options):
+    vocab = model.tgt_embed.num_embeddings if hasattr(model, "tgt_embed") else V
+    return torch_search.beam_search(model, src, src_lengths, limits.numpy(), SPECIAL, beam, vocab=vocab, **options)
 
 
 def fake(*tables: dict):
@@ -203,15 +215,15 @@ def test_greedy_score_uses_the_length_penalty_but_not_its_choice():
     assert hyp.score == pytest.approx(ln(0.44) / (7 / 6), abs=1e-5)
 
 
-# --------------------------------------------------------------------------- processors
+# --------------------------------------------------------------------------- constraints
 def test_min_length_bans_eos_until_enough_tokens():
     model, src, src_lengths = fake(EAGER)
     [free] = greedy_search(model, src, src_lengths, lens(6))
     assert free.tokens == []  # the constraint below has something to change
-    [greedy] = greedy_search(model, src, src_lengths, lens(6), processors=[MinLength(3, EOS)])
+    [greedy] = greedy_search(model, src, src_lengths, lens(6), min_len=3)
     assert greedy.tokens == [A, A, A]
     assert greedy.log_prob == pytest.approx(3 * ln(0.2) + ln(0.7), abs=1e-5)
-    [hyps] = beam_search(model, src, src_lengths, lens(6), beam=2, n_best=2, processors=[MinLength(3, EOS)])
+    [hyps] = beam_search(model, src, src_lengths, lens(6), beam=2, n_best=2, min_len=3)
     # Step 2 keeps A A A (0.008) and B A A (0.1 * 0.25 * 0.2 = 0.005); step 3 ends both.
     assert [h.tokens for h in hyps] == [[A, A, A], [B, A, A]]
     assert hyps[1].log_prob == pytest.approx(ln(0.1 * 0.25 * 0.2 * 0.7), abs=1e-5)
@@ -224,13 +236,13 @@ def test_no_repeat_bigram_stops_the_a_b_a_b_loop():
     assert free.tokens == [A, B, A, B, A, B] and has_repeated_bigram(free.tokens)
     assert free.log_prob == pytest.approx(ln(0.6) + 5 * ln(0.7) + ln(0.25), abs=1e-5)
 
-    [greedy] = greedy_search(model, src, src_lengths, lens(6), processors=[NoRepeatNGram(2)])
+    [greedy] = greedy_search(model, src, src_lengths, lens(6), no_repeat_ngram=2)
     assert greedy.tokens == [A, B, A]  # then B would repeat "A B": EOS (0.2) beats A (0.1)
     assert greedy.log_prob == pytest.approx(ln(0.6 * 0.7 * 0.7 * 0.2), abs=1e-5)
 
     [free_beam] = beam_search(model, src, src_lengths, lens(6), beam=2, n_best=2)
     assert all(has_repeated_bigram(h.tokens) for h in free_beam)
-    [hyps] = beam_search(model, src, src_lengths, lens(6), beam=2, n_best=2, processors=[NoRepeatNGram(2)])
+    [hyps] = beam_search(model, src, src_lengths, lens(6), beam=2, n_best=2, no_repeat_ngram=2)
     assert [h.tokens for h in hyps] == [[A, B, A], [B, A, B]]
     assert hyps[1].log_prob == pytest.approx(ln(0.3 * 0.7 * 0.7 * 0.25), abs=1e-5)
 
@@ -286,18 +298,19 @@ def test_first_beam_step_scores_one_row_per_sentence():
 
 @pytest.mark.parametrize("beam", [5, 6, 9])
 def test_beam_wider_than_half_the_vocabulary_still_searches_every_row(beam):
-    """2K candidates cannot come from one row of V = 10 when K > 5: the first step's row is then
-    copied K times (K - 1 at -inf), and the search gives the exhaustive n-best."""
+    """2K candidates cannot come from one row of V = 10 when K > 5: the search then starts from K
+    copies of each sentence's row (K - 1 at -inf), and gives the exhaustive n-best (K = 5 still starts from
+    one row)."""
     model, src, src_lengths = fake(CLASSIC)
     hyps = beam_search(model, src, src_lengths, lens(3), beam=beam, n_best=3)[0]
     assert [h.tokens for h in hyps] == [[B], [A], [A, D]]
     for hyp in hyps:
         assert hyp.log_prob == pytest.approx(path_log_prob(CLASSIC, hyp.tokens), abs=1e-5)
-    assert model.rows_per_step[:2] == [1, beam]
+    assert model.rows_per_step[:2] == [1 if 2 * beam <= V else beam, beam]
 
 
 class NumpyTables:
-    """TableModel's step for the runtime's numpy search: same tables, numpy in and out."""
+    """TableModel's step for a numpy backend: same tables, numpy in and out."""
 
     def __init__(self, model: TableModel):
         self.log_probs = model.log_probs.numpy()
@@ -312,41 +325,46 @@ class NumpyTables:
 @pytest.mark.parametrize("small_rows", [0, 1000])
 @pytest.mark.parametrize("min_len", [0, 3])
 @pytest.mark.parametrize("beam", [1, 2, 3, 5, 6])
-def test_numpy_search_is_the_torch_search_twin(beam, min_len, small_rows, monkeypatch):
-    """The runtime's numpy searches give the torch searches' n-best hypotheses and scores, on a
-    batch whose sentences finish at different steps; the beam first scores one row per sentence.
-    Below min_len the numpy search bans EOS without a mask, by widening its top list. Each beam
-    step chooses in numpy (small_rows 0) or in plain Python (small_rows 1000)."""
-    from s2s.runtime import search
+def test_numpy_and_torch_backends_give_the_same_search(beam, min_len, small_rows, monkeypatch):
+    """The one search loop gives the same n-best hypotheses and scores whether a torch backend
+    (top k by torch, state reordered by the model) or a numpy one (top k and reordering in
+    numpy, as the runtime does) drives it, on a batch whose sentences finish at different steps;
+    the beam first scores one row per sentence. Below min_len the search bans EOS without a mask,
+    by widening its top list. Each beam step chooses in numpy (small_rows 0) or in plain Python
+    (small_rows 1000)."""
+    from s2s.search import candidates, loops
+    from s2s.search.arrays import ArrayDecoder
+    from s2s.search.constraints import Constraints
 
-    monkeypatch.setattr(search, "SMALL_ROWS", small_rows)
+    monkeypatch.setattr(candidates, "SMALL_ROWS", small_rows)
     chosen_by = []
     for name in ("choose", "choose_small"):
-        monkeypatch.setattr(search, name, (lambda f, name: lambda *a: (chosen_by.append(name), f(*a))[1])(
-            getattr(search, name), name))
+        monkeypatch.setattr(candidates, name, (lambda f, name: lambda *a: (chosen_by.append(name), f(*a))[1])(
+            getattr(candidates, name), name))
 
     tables = [CLASSIC, NGRAM, LENGTH, EAGER]  # not ENDLESS: its equally probable paths tie exactly
     limits = lens(5, 6, 6, 4)
     model, src, src_lengths = fake(*tables)
-    processors = [MinLength(min_len, EOS)]
     if beam == 1:
-        ours = [[h] for h in greedy_search(model, src, src_lengths, limits, processors, length_penalty=0.6)]
+        ours = [[h] for h in greedy_search(model, src, src_lengths, limits, min_len=min_len, length_penalty=0.6)]
     else:
         ours = beam_search(model, src, src_lengths, limits, beam=beam, n_best=beam, length_penalty=0.6,
-                           processors=processors)
+                           min_len=min_len)
     step = NumpyTables(model)
     calls = []
 
-    def select(tokens, state, memory, scores, blocks, k, mask):
-        calls.append((k, mask is None))
-        return search.numpy_select(step)(tokens, state, memory, scores, blocks, k, mask)
+    class Counting(ArrayDecoder):
+        def select(self, tokens, state, memory, scores, blocks, k, mask):
+            calls.append((k, mask is None))
+            return super().select(tokens, state, memory, scores, blocks, k, mask)
 
+    decoder = Counting(step, BOS)
     memory, state = {"table": src[:, 0].numpy()}, {"steps": np.zeros(len(tables), np.int64)}
-    constraints = search.Constraints(limits.numpy(), min_len=min_len)
+    constraints = Constraints(limits.numpy(), EOS, min_len=min_len)
     if beam == 1:
-        theirs = [[h] for h in search.greedy(select, memory, state, constraints, V, length_penalty=0.6)]
+        theirs = [[h] for h in loops.greedy(decoder, memory, state, constraints, V, length_penalty=0.6)]
     else:
-        theirs = search.beam(select, memory, state, constraints, V, beam, n_best=beam, length_penalty=0.6)
+        theirs = loops.beam(decoder, memory, state, constraints, V, beam, n_best=beam, length_penalty=0.6)
     for a, b in zip(ours, theirs):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)

@@ -1,0 +1,79 @@
+"""The PyTorch half of a search: a :class:`~s2s.search.loops.Decoder` over a :class:`Seq2Seq`.
+
+Only what must run where the weights are stays here: the decoder step, the log-softmax, the
+constraint mask and the running scores added on the device, and each sentence's top k there,
+so that only (B, k) values and indices cross to the host per step. The loop that decides what
+survives is :mod:`s2s.search.loops`, the same one the runtime drives.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from s2s.models.contract import Seq2Seq, select
+from s2s.search.constraints import Constraints
+from s2s.search.hypotheses import Hypothesis, SpecialIds
+from s2s.search.loops import beam, greedy
+
+
+class ModelDecoder:
+    """``select``/``reorder``/``take_memory`` of the search contract over a model on ``device``."""
+
+    # memory is expanded to one row per hypothesis, as the model's own step expects on any decoder
+    memory_per_sentence = False
+
+    def __init__(self, model: Seq2Seq, bos: int, device: torch.device | str = "cpu"):
+        self.model, self.bos, self.device = model, bos, torch.device(device)
+
+    def _tensor(self, array: np.ndarray) -> Tensor:
+        return torch.from_numpy(array).to(self.device)
+
+    def start(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[dict, dict]:
+        """Encode a padded batch: (B, S) ids and (B,) lengths -> memory, initial state."""
+        return self.model.encode(self._tensor(src), self._tensor(src_lengths))
+
+    def select(self, tokens, state, memory, scores, blocks, k, mask):
+        logits, state, _ = self.model.step(self._tensor(tokens), state, memory)
+        log_probs = torch.log_softmax(logits.float(), -1)
+        if mask is not None:
+            log_probs = log_probs + self._tensor(mask)
+        candidates = (self._tensor(scores) + log_probs).view(blocks, -1)
+        values, index = candidates.topk(k, dim=1)
+        values, index = values.cpu().numpy(), index.cpu().numpy()
+        if (values[:, 1:] == values[:, :-1]).any():  # torch.topk orders equal values arbitrarily
+            order = np.lexsort((index, -values), axis=1)
+            values, index = np.take_along_axis(values, order, 1), np.take_along_axis(index, order, 1)
+        return values, index, state
+
+    def reorder(self, state: dict, rows: np.ndarray) -> dict:
+        return self.model.reorder(state, self._tensor(rows))
+
+    def take_memory(self, memory: dict, rows: np.ndarray) -> dict:
+        return select(memory, self._tensor(rows))
+
+
+@torch.inference_mode()
+def greedy_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lens: np.ndarray, special: SpecialIds,
+                  min_len: int = 0, no_repeat_ngram: int = 0, length_penalty: float = 0.0,
+                  vocab: int | None = None) -> list[Hypothesis]:
+    """Greedy search of a padded batch, src: (B, S), max_lens: (B,) -> B hypotheses. ``vocab``:
+    the target vocabulary size (default: the model's target embedding's)."""
+    decoder = ModelDecoder(model, special.bos, src.device)
+    memory, state = model.encode(src, src_lengths)
+    constraints = Constraints(np.asarray(max_lens), special.eos, min_len, no_repeat_ngram)
+    vocab = vocab or model.tgt_embed.num_embeddings
+    return greedy(decoder, memory, state, constraints, vocab, length_penalty)
+
+
+@torch.inference_mode()
+def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lens: np.ndarray, special: SpecialIds,
+                beam_size: int = 5, n_best: int = 1, length_penalty: float = 0.0, min_len: int = 0,
+                no_repeat_ngram: int = 0, vocab: int | None = None) -> list[list[Hypothesis]]:
+    """Beam search of a padded batch, src: (B, S), max_lens: (B,) -> each sentence's n-best."""
+    decoder = ModelDecoder(model, special.bos, src.device)
+    memory, state = model.encode(src, src_lengths)
+    constraints = Constraints(np.asarray(max_lens), special.eos, min_len, no_repeat_ngram)
+    vocab = vocab or model.tgt_embed.num_embeddings
+    return beam(decoder, memory, state, constraints, vocab, beam_size, n_best, length_penalty)

@@ -1,0 +1,77 @@
+"""A training run directory: where its pieces live, and loading them back.
+
+::
+
+    RUN/config.yaml            the resolved recipe (every default spelled out)
+    RUN/vocab/                 the sentencepiece model(s)
+    RUN/checkpoints/NAME.pt    best, last, averaged, step-N
+    RUN/metrics.jsonl          one JSON object per log line or validation
+    RUN/train.log
+
+:func:`load_run` raises :class:`~s2s.errors.RunError` naming the missing piece.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from s2s.config import Recipe, load_recipe
+from s2s.data.vocab import Vocabs, load_vocabs
+from s2s.errors import RunError
+from s2s.models.build import build_model
+from s2s.models.contract import Seq2Seq
+
+RUN_FILES = ("config.yaml", "vocab")
+
+
+def is_run(path: str | Path) -> bool:
+    return all((Path(path) / name).exists() for name in RUN_FILES)
+
+
+def check_run(run_dir: str | Path) -> Path:
+    run_dir = Path(run_dir)
+    for name in RUN_FILES:
+        if not (run_dir / name).exists():
+            raise RunError(f"{run_dir}: not a run directory (missing {name})")
+    return run_dir
+
+
+def checkpoint_path(run_dir: str | Path, checkpoint: str = "best") -> Path:
+    """``checkpoints/NAME.pt``; a run that has not validated yet has no ``best`` and gives ``last``."""
+    folder = Path(run_dir) / "checkpoints"
+    path = folder / f"{checkpoint}.pt"
+    if not path.is_file() and checkpoint == "best":
+        path = folder / "last.pt"
+    if not path.is_file():
+        found = sorted(p.stem for p in folder.glob("*.pt"))
+        raise RunError(f"{path}: no such checkpoint; the run has {found or 'none yet'}")
+    return path
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Recipe, Vocabs, Seq2Seq]:
+    """Recipe, vocabularies and weights of a training run directory, the model in eval mode.
+
+    ``checkpoint`` names a file of ``checkpoints/``: ``best``, ``last``, ``averaged`` or ``step-N``.
+    """
+    run_dir = check_run(run_dir)
+    recipe = load_recipe(run_dir / "config.yaml")
+    vocabs = load_vocabs(run_dir / "vocab", recipe.vocab.joint)
+    path = checkpoint_path(run_dir, checkpoint)
+    model = build_model(recipe.model, len(vocabs.src), len(vocabs.tgt))
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
+    return recipe, vocabs, model.to(device).eval()
+
+
+def best_metrics(run_dir: str | Path) -> dict:
+    """The validation line of ``metrics.jsonl`` with the highest BLEU (step, BLEU, loss), or {}."""
+    best: dict = {}
+    path = Path(run_dir) / "metrics.jsonl"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if "valid_bleu" in row and row["valid_bleu"] >= best.get("valid_bleu", float("-inf")):
+                best = {k: row[k] for k in ("step", "valid_bleu", "valid_loss") if k in row}
+    return best

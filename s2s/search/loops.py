@@ -1,0 +1,128 @@
+"""The greedy and beam loops, written once for every backend.
+
+A :class:`Decoder` runs where the weights are (PyTorch on CPU or GPU, onnxruntime sessions) and
+does two things: ``select`` runs one decoder step and returns each sentence's top k candidates
+of ``log_probs + mask + scores``, sorted; ``reorder``/``take_memory`` pick rows of its state and
+memory. The loops below decide everything else in numpy: which hypotheses finish, which live
+on, when a sentence is done. Batched: all sentences and their K beams advance together as one
+(B*K)-row batch, and a sentence that is done leaves it, so its rows stop costing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from s2s.search.candidates import StepChoice, drop_eos
+from s2s.search.constraints import NEG_INF, Constraints
+from s2s.search.hypotheses import Hypothesis, normalized_score
+
+
+class Decoder(Protocol):
+    """The backend half of a search. ``state``/``memory`` are the backend's own (dicts of tensors
+    or arrays, batch first); tokens, scores, masks and rows are numpy."""
+
+    bos: int
+    memory_per_sentence: bool  # the step takes B memory rows for B * K state rows
+
+    def select(self, tokens: np.ndarray, state: Any, memory: Any, scores: np.ndarray, blocks: int, k: int,
+               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
+        """One step for tokens (N,), then each of ``blocks`` sentences' k best of
+        ``log_probs + mask + scores`` over its (N / blocks) * V candidates: values (blocks, k) float32
+        largest first (ties to the lower index), indices (blocks, k) into the sentence's rows * V,
+        and the next state. ``scores``: (N, 1); ``mask``: (1 or N, V) or None."""
+
+    def reorder(self, state: Any, rows: np.ndarray) -> Any: ...
+
+    def take_memory(self, memory: Any, rows: np.ndarray) -> Any: ...
+
+
+def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int,
+           length_penalty: float = 0.0) -> list[Hypothesis]:
+    """The most probable token at each step, through the same ``select`` as :func:`beam` with one
+    candidate per row (k = 1, each row its own block): with a search head in the step graph the
+    argmax is taken there and the (N, V) log-probabilities never leave it."""
+    eos, batch = constraints.eos, len(constraints.max_lens)
+    tokens = np.full(batch, decoder.bos, dtype=np.int64)
+    history = np.empty((batch, 0), dtype=np.int64)
+    log_prob = np.zeros(batch, dtype=np.float32)
+    done = np.zeros(batch, dtype=bool)
+    zeros = np.zeros((batch, 1), dtype=np.float32)
+    for t in range(int(constraints.max_lens.max()) + 1):
+        mask, eos_only = constraints.plan(t, history, vocab)
+        best, index, state = decoder.select(tokens, state, memory, zeros, batch, 2 if eos_only else 1, mask)
+        if eos_only:
+            best, index = drop_eos(best, index, vocab, 1, eos)
+        tokens = np.where(done, eos, index[:, 0])
+        log_prob = log_prob + np.where(done, np.float32(0.0), best[:, 0])
+        history = np.concatenate([history, tokens[:, None]], 1)
+        done |= tokens == eos
+        if done.all():
+            break
+    out = []
+    for row, lp in zip(history.tolist(), log_prob.tolist()):
+        length = row.index(eos) if eos in row else len(row)
+        out.append(Hypothesis(row[:length], normalized_score(lp, length + 1, length_penalty), lp))
+    return out
+
+
+def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, beam_size: int = 5,
+         n_best: int = 1, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+    """Batched beam search: for each sentence its ``n_best`` hypotheses, best first.
+
+    At each step each sentence's 2K best continuations are taken; EOS candidates ranked within
+    the top K become finished hypotheses (scored with the GNMT length penalty), and the K best
+    others continue. A sentence is done once it has K finished hypotheses.
+    """
+    if not 1 <= n_best <= beam_size:
+        raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
+    k, batch, per_sentence = beam_size, len(constraints.max_lens), decoder.memory_per_sentence
+    choose = StepChoice(vocab, k, constraints.eos, length_penalty)
+    # Every sentence starts from one live hypothesis, so the first step runs on one row per
+    # sentence (width 1) and the survivors then fill K rows each: the K - 1 rows the first step
+    # would score at -inf are never computed. Too small a vocabulary for 2K candidates per row
+    # starts at width K.
+    width = 1 if vocab >= 2 * k else k
+    if width > 1:
+        expand = np.repeat(np.arange(batch), k)
+        memory = memory if per_sentence else decoder.take_memory(memory, expand)
+        state, constraints = decoder.reorder(state, expand), constraints.select(expand)
+    alive = np.arange(batch)
+    scores = np.full((batch, width), NEG_INF, dtype=np.float32)
+    scores[:, 0] = 0.0
+    history = np.empty((batch * width, 0), dtype=np.int64)
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    tokens = np.full(batch * width, decoder.bos, dtype=np.int64)
+    for t in range(int(constraints.max_lens.max()) + 1):
+        mask, eos_only = constraints.plan(t, history, vocab)
+        wanted = min(2 * k + width, width * vocab) if eos_only else 2 * k
+        values, index, state = decoder.select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask)
+        # rows (the hypotheses continued; None: each its own), tokens, scores (B, k), and which
+        # sentences are done (None: no sentence finished a hypothesis at this step)
+        rows, tokens, scores, done = choose(values, index, width, alive, finished, history, t, eos_only)
+        if done is not None and done.all():
+            break
+        if done is not None and done.any():  # finished sentences leave the batch
+            rows = np.arange(len(tokens)) if rows is None else rows
+            live = np.flatnonzero(~done)
+            alive, scores = alive[live], scores[live]
+            rows = rows.reshape(-1, k)[live].reshape(-1)
+            tokens = tokens.reshape(-1, k)[live].reshape(-1)
+            one_row = per_sentence or width == 1
+            memory = decoder.take_memory(memory, live if one_row else (live[:, None] * k + np.arange(k)).reshape(-1))
+        if width == 1 and not per_sentence:  # memory rows follow the state rows from now on
+            memory = decoder.take_memory(memory, np.repeat(np.arange(len(alive)), k))
+        width = k
+        if rows is not None:
+            state, constraints, history = decoder.reorder(state, rows), constraints.select(rows), history[rows]
+        history = np.concatenate([history, tokens[:, None]], 1)
+    return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
+
+
+def search(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, beam_size: int, n_best: int,
+           length_penalty: float) -> list[list[Hypothesis]]:
+    """Greedy for beam 1 with one hypothesis (the same tokens for less work), else beam search."""
+    if beam_size == 1 and n_best == 1:
+        return [[h] for h in greedy(decoder, memory, state, constraints, vocab, length_penalty)]
+    return beam(decoder, memory, state, constraints, vocab, beam_size, n_best, length_penalty)

@@ -1,0 +1,73 @@
+"""One translator interface for a training run (PyTorch) and an exported bundle (onnxruntime).
+
+Both backends subclass :class:`Translator` and supply the tokenizer and :meth:`Translator.start`
+(encode a padded batch, return the backend's :class:`~s2s.search.loops.Decoder` with its memory
+and state); batching, empty lines, input order, length limits and the search are done here once,
+so the CLI and the server never branch on the backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from s2s.search.constraints import Constraints, max_lengths
+from s2s.search.hypotheses import Hypothesis, SpecialIds
+from s2s.search.loops import Decoder, search
+from s2s.search.options import DecodeOptions
+
+
+class Translator:
+    """``translator.translate(lines, beam=5)``: the best translation of each line; empty lines
+    come back empty. ``hypotheses`` gives the n-best :class:`Hypothesis` lists. Keyword options
+    override :attr:`options` (the run's or the bundle's defaults) for one call."""
+
+    options: DecodeOptions
+    special: SpecialIds
+    vocab_size: int  # target vocabulary
+
+    # ------------------------------------------------------------------ the backend's part
+    def encode_lines(self, lines: list[str]) -> list[list[int]]:
+        """Source subword ids of each line (no EOS)."""
+        raise NotImplementedError
+
+    def detokenize(self, tokens: list[int]) -> str:
+        """Target subword ids -> text."""
+        raise NotImplementedError
+
+    def start(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Decoder, Any, Any]:
+        """src: (B, S) int64 padded ids ending in EOS; src_lengths: (B,) -> decoder, memory, state."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ shared
+    def hypotheses(self, lines: list[str], **overrides) -> list[list[Hypothesis]]:
+        """n-best hypotheses of each line, best first (an empty line gets one empty hypothesis)."""
+        options = self.options.with_overrides(**overrides)
+        results = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
+        ids = self.encode_lines(list(lines))
+        todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: -len(ids[i]))
+        for start in range(0, len(todo), options.batch_size):
+            chunk = todo[start: start + options.batch_size]
+            for i, hyps in zip(chunk, self.search_batch([ids[i] for i in chunk], options)):
+                results[i] = hyps
+        return results
+
+    def translate(self, lines: list[str], **overrides) -> list[str]:
+        """The best translation of each line, detokenized."""
+        return [self.detokenize(hyps[0].tokens) for hyps in self.hypotheses(lines, **overrides)]
+
+    def search_batch(self, ids: list[list[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of one batch of source id lists."""
+        eos = self.special.eos
+        lengths = np.array([len(r) + 1 for r in ids], dtype=np.int64)
+        src = np.full((len(ids), int(lengths.max())), self.special.pad, dtype=np.int64)
+        for i, row in enumerate(ids):
+            src[i, : len(row)] = row
+            src[i, len(row)] = eos
+        limits = max_lengths(lengths, options.max_len_ratio, options.max_len_offset, minimum=options.min_len,
+                             maximum=options.max_len)
+        constraints = Constraints(limits, eos, options.min_len, options.no_repeat_ngram)
+        decoder, memory, state = self.start(src, lengths)
+        return search(decoder, memory, state, constraints, self.vocab_size, options.beam, options.n_best,
+                      options.length_penalty)
