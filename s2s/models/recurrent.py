@@ -24,13 +24,17 @@ from s2s.cpu import functional as fn
 GATES = {"lstm": 4, "gru": 3}
 
 
-def check_rnn_config(config) -> None:
-    """Shared checks of the RNN encoder and decoder configs (sizes, dropout rates)."""
-    if config.hidden <= 0 or config.layers <= 0:
+def check_rnn_options(kind: str, hidden: int, layers: int, dropout: float, recurrent_dropout: float,
+                      weight_drop: float) -> None:
+    """Shared checks of the RNN encoder and decoder (cell, sizes, dropout rates), run on their
+    configs and again when a module is built from plain arguments."""
+    if kind not in GATES:
+        raise ValueError(f"cell must be one of {sorted(GATES)}, got {kind!r}")
+    if hidden <= 0 or layers <= 0:
         raise ValueError("hidden and layers must be positive")
-    for name in ("dropout", "recurrent_dropout", "weight_drop"):
-        if not 0.0 <= getattr(config, name) < 1.0:
-            raise ValueError(f"{name} must be in [0, 1), got {getattr(config, name)}")
+    for name, rate in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout), ("weight_drop", weight_drop)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate}")
 
 
 class RecurrentCell(nn.Module):

@@ -21,6 +21,22 @@ from s2s.cpu import functional as fn
 from s2s.models.embeddings import Positions
 
 
+def check_transformer_options(hidden: int, layers: int, heads: int, ffn: int, max_positions: int, dropout: float,
+                              attention_dropout: float, activation_dropout: float, activation: str) -> None:
+    """Checks of a transformer encoder or decoder, run on the config and again when a module is
+    built from plain arguments."""
+    if min(hidden, layers, heads, ffn, max_positions) <= 0:
+        raise ValueError("hidden, layers, heads, ffn and max_positions must be positive")
+    if hidden % heads:
+        raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
+    for name, rate in (("dropout", dropout), ("attention_dropout", attention_dropout),
+                       ("activation_dropout", activation_dropout)):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"{name} must be in [0, 1), got {rate}")
+    if activation not in ("relu", "gelu"):
+        raise ValueError(f"activation must be 'relu' or 'gelu', got {activation!r}")
+
+
 @dataclass(frozen=True)
 class TransformerConfig:
     type: str = "transformer"
@@ -38,24 +54,30 @@ class TransformerConfig:
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(hidden) (section 3.4)
 
     def __post_init__(self) -> None:
-        if min(self.hidden, self.layers, self.heads, self.ffn, self.max_positions) <= 0:
-            raise ValueError("hidden, layers, heads, ffn and max_positions must be positive")
-        if self.hidden % self.heads:
-            raise ValueError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
-        for name in ("dropout", "attention_dropout", "activation_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        check_transformer_options(self.hidden, self.layers, self.heads, self.ffn, self.max_positions, self.dropout,
+                                  self.attention_dropout, self.activation_dropout, self.activation)
+
+
+def transformer_arguments(config: TransformerConfig) -> dict:
+    """The keyword arguments of :class:`TransformerEncoder` and :class:`TransformerDecoder` (besides
+    their inputs) from their shared config: what their ``from_config`` passes."""
+    return dict(hidden=config.hidden, layers=config.layers, heads=config.heads, ffn=config.ffn,
+                dropout=config.dropout, attention_dropout=config.attention_dropout,
+                activation_dropout=config.activation_dropout, activation=config.activation,
+                pre_norm=config.pre_norm, positions=config.positions, max_positions=config.max_positions,
+                scale_embeddings=config.scale_embeddings)
 
 
 class InputLayer(nn.Module):
     """Token embeddings (B, T, E) -> scaled, projected to ``hidden`` when E differs, plus positions."""
 
-    def __init__(self, embed_dim: int, config: TransformerConfig):
+    def __init__(self, embed_dim: int, hidden: int, positions: str = "sinusoidal", max_positions: int = 1024,
+                 dropout: float = 0.1, scale_embeddings: bool = True):
         super().__init__()
-        self.proj = nn.Linear(embed_dim, config.hidden, bias=False) if embed_dim != config.hidden else None
-        self.scale = math.sqrt(embed_dim) if config.scale_embeddings else 1.0
-        self.positions = Positions(config.positions, config.hidden, config.max_positions)
-        self.dropout = fn.Dropout(config.dropout)
+        self.proj = nn.Linear(embed_dim, hidden, bias=False) if embed_dim != hidden else None
+        self.scale = math.sqrt(embed_dim) if scale_embeddings else 1.0
+        self.positions = Positions(positions, hidden, max_positions)
+        self.dropout = fn.Dropout(dropout)
 
     def forward(self, emb: Tensor, positions: Tensor) -> Tensor:
         """emb: (B, T, E) or (B, E); positions: (T,) or (B,) integer positions."""
@@ -73,12 +95,12 @@ class InputLayer(nn.Module):
 class FeedForward(nn.Module):
     """FFN(x) = W_2 act(W_1 x + b_1) + b_2 (section 3.3)."""
 
-    def __init__(self, config: TransformerConfig):
+    def __init__(self, hidden: int, ffn: int, activation: str = "relu", activation_dropout: float = 0.0):
         super().__init__()
-        self.inner = nn.Linear(config.hidden, config.ffn)
-        self.outer = nn.Linear(config.ffn, config.hidden)
-        self.activation = F.gelu if config.activation == "gelu" else F.relu
-        self.dropout = fn.Dropout(config.activation_dropout)
+        self.inner = nn.Linear(hidden, ffn)
+        self.outer = nn.Linear(ffn, hidden)
+        self.activation = F.gelu if activation == "gelu" else F.relu
+        self.dropout = fn.Dropout(activation_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.outer(self.dropout(self.activation(self.inner(x))))

@@ -13,7 +13,7 @@ import s2s.models  # noqa: F401  (registers every part)
 from s2s import registry
 from s2s.data.vocab import BOS, PAD
 from s2s.errors import ConfigError
-from s2s.models.encoders.rnn import RNNEncoderConfig, _CustomLayer, _FusedLayer
+from s2s.models.encoders.rnn import _CustomLayer, _FusedLayer
 from s2s.training import losses
 
 torch.set_num_threads(1)
@@ -155,10 +155,9 @@ def _copy_fused_into_custom(fused: _FusedLayer, custom: _CustomLayer) -> None:
 def test_custom_recurrent_layer_computes_what_the_fused_kernel_computes(kind, bidirectional):
     """Same weights, no layer norm, no dropouts: outputs (zero at padding) and final states agree,
     the backward direction included, on a padded batch."""
-    config = RNNEncoderConfig(type=kind, hidden=8, layer_norm=False, recurrent_dropout=0.0, weight_drop=0.0)
     torch.manual_seed(0)
     fused = _FusedLayer(kind, 6, 8, bidirectional).eval()
-    custom = _CustomLayer(kind, 6, 8, bidirectional, config).eval()
+    custom = _CustomLayer(kind, 6, 8, bidirectional, layer_norm=False, recurrent_dropout=0.0, weight_drop=0.0).eval()
     _copy_fused_into_custom(fused, custom)
     lengths = torch.tensor([5, 2, 7, 1])
     x = torch.randn(4, 7, 6) * (torch.arange(7) < lengths.unsqueeze(1)).unsqueeze(-1)
@@ -204,10 +203,10 @@ def test_stacked_residual_encoder_gives_the_same_memory_and_summary_on_either_pa
     only switches it to the custom layers, which must then agree with the fused ones."""
     from s2s.models.encoders.rnn import RNNEncoder
 
-    base = dict(type=kind, hidden=8, layers=2, bidirectional=True, dropout=0.0, residual=True)
+    base = dict(hidden=8, layers=2, bidirectional=True, dropout=0.0, residual=True)
     torch.manual_seed(0)
-    fused = RNNEncoder(kind, 6, RNNEncoderConfig(**base)).eval()
-    custom = RNNEncoder(kind, 6, RNNEncoderConfig(**base, weight_drop=0.5)).eval()
+    fused = RNNEncoder(kind, 6, **base).eval()
+    custom = RNNEncoder(kind, 6, **base, weight_drop=0.5).eval()
     assert all(isinstance(layer, _FusedLayer) for layer in fused.layers)
     assert all(isinstance(layer, _CustomLayer) for layer in custom.layers)
     for fused_layer, custom_layer in zip(fused.layers, custom.layers):
@@ -226,9 +225,8 @@ def test_stacked_residual_encoder_gives_the_same_memory_and_summary_on_either_pa
 def test_custom_layer_backward_direction_reads_each_sentence_from_its_own_end():
     """Property independent of the fused kernel: the backward output at position 0 of a padded
     sentence equals the forward output at the last position of the same sentence reversed."""
-    config = RNNEncoderConfig(type="gru", hidden=8)
     torch.manual_seed(1)
-    layer = _CustomLayer("gru", 6, 8, True, config).eval()
+    layer = _CustomLayer("gru", 6, 8, True).eval()
     layer.backward_rnn.load_state_dict(layer.forward_rnn.state_dict())  # same cell both ways
     x = torch.randn(1, 5, 6)
     padded = torch.cat([x, torch.zeros(1, 2, 6)], 1)
@@ -371,3 +369,129 @@ def test_output_loss_of_a_uniform_two_way_choice_is_ln_2_per_token():
     target = torch.tensor([1, 1, 1])
     assert losses.output_loss(hidden, weight, bias, target, 0.0).item() == pytest.approx(3 * math.log(2), rel=1e-6)
     assert losses.sequence_loss(torch.zeros(3, 2), target).item() == pytest.approx(3 * math.log(2), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- plain arguments == from_config
+EMBED_DIM, QUERY_DIM, MEMORY_DIM, SUMMARY_DIM = 10, 8, 12, 24
+# Recipe sections with no default values, so a field that from_config fails to pass shows.
+RNN_ENCODER = {"hidden": 6, "layers": 3, "bidirectional": False, "dropout": 0.3, "residual": True,
+               "layer_norm": True, "recurrent_dropout": 0.1, "weight_drop": 0.2}
+RNN_DECODER = {"hidden": QUERY_DIM, "layers": 3, "dropout": 0.3, "input_feeding": False, "bridge": "zero",
+               "residual": True, "layer_norm": True, "recurrent_dropout": 0.1, "weight_drop": 0.2}
+TRANSFORMER = {"hidden": QUERY_DIM, "layers": 2, "heads": 2, "ffn": 12, "dropout": 0.3, "attention_dropout": 0.1,
+               "activation_dropout": 0.2, "activation": "gelu", "pre_norm": False, "positions": "learned",
+               "max_positions": 16, "scale_embeddings": False}
+MULTIHEAD = {"heads": 3, "hidden": 6, "dropout": 0.1}
+
+
+def _decoder_attention(**extra):
+    """The scorer both paths give a decoder: luong-general for the RNN, multihead for the transformer."""
+    from s2s.models.attention.luong import LuongGeneralAttention
+    from s2s.models.attention.multihead import MultiHeadAttention
+
+    if "out_dim" in extra:
+        return MultiHeadAttention(QUERY_DIM, MEMORY_DIM, heads=2, **extra)
+    return LuongGeneralAttention(QUERY_DIM, MEMORY_DIM)
+
+
+def _plain_builders() -> dict:
+    """(kind, name) -> (recipe section, the module built from plain keyword arguments alone)."""
+    from s2s.models.attention.bahdanau import BahdanauAttention
+    from s2s.models.attention.luong import LuongConcatAttention, LuongDotAttention, LuongGeneralAttention
+    from s2s.models.attention.multihead import MultiHeadAttention
+    from s2s.models.decoders.rnn import RNNDecoder
+    from s2s.models.decoders.transformer import TransformerDecoder
+    from s2s.models.encoders.rnn import RNNEncoder
+    from s2s.models.encoders.transformer import TransformerEncoder
+
+    rnn_decoder = lambda kind: RNNDecoder(kind, EMBED_DIM, MEMORY_DIM, SUMMARY_DIM,  # noqa: E731
+                                          _decoder_attention(), **RNN_DECODER)
+    return {
+        ("encoder", "lstm"): (RNN_ENCODER, lambda: RNNEncoder("lstm", EMBED_DIM, **RNN_ENCODER)),
+        ("encoder", "gru"): (RNN_ENCODER, lambda: RNNEncoder("gru", EMBED_DIM, **RNN_ENCODER)),
+        ("encoder", "transformer"): (TRANSFORMER, lambda: TransformerEncoder(EMBED_DIM, **TRANSFORMER)),
+        ("decoder", "lstm"): (RNN_DECODER, lambda: rnn_decoder("lstm")),
+        ("decoder", "gru"): (RNN_DECODER, lambda: rnn_decoder("gru")),
+        ("decoder", "transformer"): (TRANSFORMER, lambda: TransformerDecoder(EMBED_DIM, _decoder_attention,
+                                                                             **TRANSFORMER)),
+        ("attention", "bahdanau"): ({"hidden": 5}, lambda: BahdanauAttention(QUERY_DIM, MEMORY_DIM, hidden=5)),
+        ("attention", "luong-dot"): ({}, lambda: LuongDotAttention(MEMORY_DIM, MEMORY_DIM)),
+        # attention.hidden sizes the additive scorers only; luong-general has none
+        ("attention", "luong-general"): ({"hidden": 5}, lambda: LuongGeneralAttention(QUERY_DIM, MEMORY_DIM)),
+        ("attention", "luong-concat"): ({"hidden": 5}, lambda: LuongConcatAttention(QUERY_DIM, MEMORY_DIM,
+                                                                                     hidden=5)),
+        ("attention", "multihead"): (MULTIHEAD, lambda: MultiHeadAttention(QUERY_DIM, MEMORY_DIM, **MULTIHEAD)),
+    }
+
+
+PARTS = sorted((kind, name) for kind in registry.KINDS for name in registry.names(kind))
+
+
+def _from_config(kind: str, name: str, section: dict) -> torch.nn.Module:
+    entry = registry.lookup(kind, name)
+    config = entry.config(type=name, **section)
+    if kind == "encoder":
+        return entry.cls.from_config(config, EMBED_DIM)
+    if kind == "decoder":
+        return entry.cls.from_config(config, EMBED_DIM, MEMORY_DIM, SUMMARY_DIM, _decoder_attention)
+    return entry.cls.from_config(config, MEMORY_DIM if name == "luong-dot" else QUERY_DIM, MEMORY_DIM)
+
+
+def _plain_attributes(module: torch.nn.Module) -> dict:
+    """Every submodule's scalar attributes (sizes, flags, dropout rates): what state_dicts miss."""
+    return {(path, key): value for path, sub in module.named_modules() for key, value in vars(sub).items()
+            if isinstance(value, (bool, int, float, str, type(None)))}
+
+
+def test_every_registered_part_is_built_from_plain_arguments_below():
+    assert set(_plain_builders()) == set(PARTS)
+
+
+@pytest.mark.parametrize("kind,name", PARTS, ids=[f"{k}-{n}" for k, n in PARTS])
+def test_a_part_built_from_plain_arguments_equals_the_one_from_config(kind, name):
+    """Constructors take plain keyword arguments (no config object); ``from_config`` maps the
+    recipe section onto them. Same seed: same parameters, same initial values, same options."""
+    section, build = _plain_builders()[(kind, name)]
+    torch.manual_seed(0)
+    plain = build()
+    torch.manual_seed(0)
+    mapped = _from_config(kind, name, section)
+    assert type(plain) is type(mapped)
+    want, got = mapped.state_dict(), plain.state_dict()
+    assert list(got) == list(want) and (got or name == "luong-dot")  # luong-dot has no parameters
+    for key in want:
+        assert torch.equal(got[key], want[key]), key
+    assert _plain_attributes(plain) == _plain_attributes(mapped)
+
+
+def test_no_model_module_takes_a_config_object():
+    """House style: modules take plain arguments; only ``from_config`` reads a config."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    offenders = []
+    for info in pkgutil.walk_packages(s2s.models.__path__, "s2s.models."):
+        module = importlib.import_module(info.name)
+        for cls in vars(module).values():
+            if not (inspect.isclass(cls) and issubclass(cls, torch.nn.Module) and cls.__module__ == info.name):
+                continue
+            for param in inspect.signature(cls.__init__).parameters.values():
+                if param.name == "config" or "Config" in str(param.annotation):
+                    offenders.append(f"{cls.__qualname__}({param.name}: {param.annotation})")
+    assert not offenders
+
+
+def test_plain_arguments_are_checked_as_the_config_is():
+    from s2s.models.decoders.rnn import RNNDecoder
+    from s2s.models.encoders.rnn import RNNEncoder
+    from s2s.models.encoders.transformer import TransformerEncoder
+
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        RNNEncoder("lstm", EMBED_DIM, hidden=8, dropout=1.0)
+    with pytest.raises(ValueError, match="cell must be one of"):
+        RNNEncoder("rnn", EMBED_DIM, hidden=8)
+    with pytest.raises(ValueError, match="bridge must be 'dense' or 'zero'"):
+        RNNDecoder("gru", EMBED_DIM, MEMORY_DIM, SUMMARY_DIM, _decoder_attention(), hidden=QUERY_DIM, bridge="mean")
+    with pytest.raises(ValueError, match=r"hidden \(10\) must be divisible by heads \(4\)"):
+        TransformerEncoder(EMBED_DIM, hidden=10, heads=4)

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from s2s.cpu import functional as fn
 from s2s.models.attention.base import Attention
 from s2s.models.decoders.base import Decoder, State
-from s2s.models.recurrent import RecurrentCell, check_rnn_config, lstm_update, variational_mask
+from s2s.models.recurrent import RecurrentCell, check_rnn_options, lstm_update, variational_mask
 from s2s.cpu.steplinear import PLAIN, StepLinears
 from s2s.registry import register
 
@@ -44,21 +44,28 @@ class RNNDecoderConfig:
     weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
-        check_rnn_config(self)
+        check_rnn_options(self.type, self.hidden, self.layers, self.dropout, self.recurrent_dropout, self.weight_drop)
 
 
 @register("decoder", "lstm", RNNDecoderConfig)
 @register("decoder", "gru", RNNDecoderConfig)
 class RNNDecoder(Decoder):
+    """``kind``: "lstm" or "gru"; ``attention``: the scorer over a memory of ``memory_dim``;
+    ``summary_dim``: the encoder summary the ``bridge`` ("dense" or "zero") starts from."""
+
     sampling = "stepwise"
 
-    def __init__(self, kind: str, embed_dim: int, memory_dim: int, summary_dim: int,
-                 attention: Attention, config: RNNDecoderConfig):
+    def __init__(self, kind: str, embed_dim: int, memory_dim: int, summary_dim: int, attention: Attention,
+                 hidden: int = 256, layers: int = 2, dropout: float = 0.2, input_feeding: bool = True,
+                 bridge: str = "dense", residual: bool = False, layer_norm: bool = False,
+                 recurrent_dropout: float = 0.0, weight_drop: float = 0.0):
         super().__init__()
-        hidden, layers = config.hidden, config.layers
-        extra = (memory_dim if attention.query_before_rnn else 0) + (hidden if config.input_feeding else 0)
+        check_rnn_options(kind, hidden, layers, dropout, recurrent_dropout, weight_drop)
+        if bridge not in ("dense", "zero"):
+            raise ValueError(f"bridge must be 'dense' or 'zero', got {bridge!r}")
+        extra = (memory_dim if attention.query_before_rnn else 0) + (hidden if input_feeding else 0)
         self.cells = nn.ModuleList(
-            RecurrentCell(kind, embed_dim if depth == 0 else hidden, hidden, config.layer_norm)
+            RecurrentCell(kind, embed_dim if depth == 0 else hidden, hidden, layer_norm)
             for depth in range(layers)
         )
         # Layer 0's input weights for [context; feed], kept apart from the embedding block so
@@ -68,18 +75,21 @@ class RNNDecoder(Decoder):
         if extra:
             nn.init.uniform_(self.extra_weight, -hidden ** -0.5, hidden ** -0.5)
         self.attention, self.embed_dim, self.output_dim = attention, embed_dim, hidden
-        self.input_feeding, self.residual = config.input_feeding, config.residual
-        self.recurrent_dropout, self.weight_drop = config.recurrent_dropout, config.weight_drop
-        self.dropout = fn.Dropout(config.dropout)
+        self.input_feeding, self.residual = input_feeding, residual
+        self.recurrent_dropout, self.weight_drop = recurrent_dropout, weight_drop
+        self.dropout = fn.Dropout(dropout)
         self.combine = nn.Linear(memory_dim + hidden, hidden, bias=False)  # W_c
-        self.bridge_hidden = nn.Linear(summary_dim, layers * hidden) if config.bridge == "dense" else None
+        self.bridge_hidden = nn.Linear(summary_dim, layers * hidden) if bridge == "dense" else None
         self.bridge_cell = (nn.Linear(summary_dim, layers * hidden)
-                            if config.bridge == "dense" and kind == "lstm" else None)
+                            if bridge == "dense" and kind == "lstm" else None)
 
     @classmethod
     def from_config(cls, config: RNNDecoderConfig, embed_dim: int, memory_dim: int, summary_dim: int,
                     make_attention: Callable[..., Attention]) -> "RNNDecoder":
-        return cls(config.type, embed_dim, memory_dim, summary_dim, make_attention(), config)
+        return cls(config.type, embed_dim, memory_dim, summary_dim, make_attention(), hidden=config.hidden,
+                   layers=config.layers, dropout=config.dropout, input_feeding=config.input_feeding,
+                   bridge=config.bridge, residual=config.residual, layer_norm=config.layer_norm,
+                   recurrent_dropout=config.recurrent_dropout, weight_drop=config.weight_drop)
 
     @property
     def has_cell(self) -> bool:

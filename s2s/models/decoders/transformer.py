@@ -27,18 +27,20 @@ from torch import Tensor, nn
 
 from s2s.models.attention.multihead import MultiHeadAttention
 from s2s.models.decoders.base import Decoder, State
-from s2s.models.transformer import FeedForward, InputLayer, Residual, SelfAttention, TransformerConfig
+from s2s.models.transformer import (FeedForward, InputLayer, Residual, SelfAttention, TransformerConfig,
+                                   check_transformer_options, transformer_arguments)
 from s2s.registry import register
 
 
 class TransformerDecoderLayer(nn.Module):
-    def __init__(self, config: TransformerConfig, cross_attention: MultiHeadAttention):
+    def __init__(self, cross_attention: MultiHeadAttention, hidden: int, heads: int, ffn: int, dropout: float = 0.1,
+                 attention_dropout: float = 0.0, activation_dropout: float = 0.0, activation: str = "relu",
+                 pre_norm: bool = True):
         super().__init__()
-        self.self_attention = SelfAttention(config.hidden, config.heads, config.attention_dropout)
+        self.self_attention = SelfAttention(hidden, heads, attention_dropout)
         self.cross_attention = cross_attention
-        self.feed_forward = FeedForward(config)
-        self.self_block, self.cross_block, self.ffn_block = (
-            Residual(config.hidden, config.dropout, config.pre_norm) for _ in range(3))
+        self.feed_forward = FeedForward(hidden, ffn, activation, activation_dropout)
+        self.self_block, self.cross_block, self.ffn_block = (Residual(hidden, dropout, pre_norm) for _ in range(3))
 
     def cross_keys(self, bank: Tensor) -> tuple[Tensor, Tensor]:
         """memory bank (B, S, Hm) -> keys (B, heads, d, S), values (B, heads, S, d), stored once."""
@@ -64,23 +66,35 @@ class TransformerDecoderLayer(nn.Module):
 
 @register("decoder", "transformer", TransformerConfig)
 class TransformerDecoder(Decoder):
+    """``make_attention(out_dim=hidden)`` makes one layer's cross-attention (a
+    :class:`MultiHeadAttention`); it is called once per layer, after the input layer is built.
+    The other arguments are those of :class:`~s2s.models.encoders.transformer.TransformerEncoder`."""
+
     attention_types = ("multihead",)  # what `attention.type` may name for this decoder
     memory_per_sentence = True  # cross-attention groups a sentence's K queries (MultiHeadAttention)
 
-    def __init__(self, embed_dim: int, config: TransformerConfig, make_attention: Callable[..., nn.Module]):
+    def __init__(self, embed_dim: int, make_attention: Callable[..., nn.Module], hidden: int = 256, layers: int = 3,
+                 heads: int = 4, ffn: int = 1024, dropout: float = 0.1, attention_dropout: float = 0.0,
+                 activation_dropout: float = 0.0, activation: str = "relu", pre_norm: bool = True,
+                 positions: str = "sinusoidal", max_positions: int = 1024, scale_embeddings: bool = True):
         super().__init__()
-        self.input = InputLayer(embed_dim, config)
-        cross = [make_attention(out_dim=config.hidden) for _ in range(config.layers)]
+        check_transformer_options(hidden, layers, heads, ffn, max_positions, dropout, attention_dropout,
+                                  activation_dropout, activation)
+        self.input = InputLayer(embed_dim, hidden, positions, max_positions, dropout, scale_embeddings)
+        cross = [make_attention(out_dim=hidden) for _ in range(layers)]
         if not all(isinstance(c, MultiHeadAttention) for c in cross):
             raise ValueError("a transformer decoder needs attention.type: multihead")
-        self.layers = nn.ModuleList(TransformerDecoderLayer(config, c) for c in cross)
-        self.final_norm = nn.LayerNorm(config.hidden) if config.pre_norm else None
-        self.hidden, self.heads, self.output_dim = config.hidden, config.heads, config.hidden
+        self.layers = nn.ModuleList(
+            TransformerDecoderLayer(c, hidden, heads, ffn, dropout, attention_dropout, activation_dropout, activation,
+                                    pre_norm)
+            for c in cross)
+        self.final_norm = nn.LayerNorm(hidden) if pre_norm else None
+        self.hidden, self.heads, self.output_dim = hidden, heads, hidden
 
     @classmethod
     def from_config(cls, config: TransformerConfig, embed_dim: int, memory_dim: int, summary_dim: int,
                     make_attention: Callable[..., nn.Module]) -> "TransformerDecoder":
-        return cls(embed_dim, config, make_attention)
+        return cls(embed_dim, make_attention, **transformer_arguments(config))
 
     def precompute(self, memory: State) -> State:
         out = {}

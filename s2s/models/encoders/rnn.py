@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from s2s.cpu import functional as fn
 from s2s.models.encoders.base import Encoder
-from s2s.models.recurrent import CustomRecurrentLayer, check_rnn_config, reverse_padded
+from s2s.models.recurrent import CustomRecurrentLayer, check_rnn_options, reverse_padded
 from s2s.registry import register
 
 
@@ -32,7 +32,7 @@ class RNNEncoderConfig:
     weight_drop: float = 0.0
 
     def __post_init__(self) -> None:
-        check_rnn_config(self)
+        check_rnn_options(self.type, self.hidden, self.layers, self.dropout, self.recurrent_dropout, self.weight_drop)
 
 
 class _FusedLayer(nn.Module):
@@ -78,10 +78,11 @@ class _FusedLayer(nn.Module):
 class _CustomLayer(nn.Module):
     """One (bi)directional layer on the step-by-step cells."""
 
-    def __init__(self, kind: str, input_size: int, hidden: int, bidirectional: bool, config: RNNEncoderConfig):
+    def __init__(self, kind: str, input_size: int, hidden: int, bidirectional: bool, layer_norm: bool = False,
+                 recurrent_dropout: float = 0.0, weight_drop: float = 0.0):
         super().__init__()
-        make = lambda: CustomRecurrentLayer(kind, input_size, hidden, config.layer_norm,  # noqa: E731
-                                            config.recurrent_dropout, config.weight_drop)
+        make = lambda: CustomRecurrentLayer(kind, input_size, hidden, layer_norm,  # noqa: E731
+                                            recurrent_dropout, weight_drop)
         self.forward_rnn = make()
         self.backward_rnn = make() if bidirectional else None
 
@@ -96,23 +97,32 @@ class _CustomLayer(nn.Module):
 @register("encoder", "lstm", RNNEncoderConfig)
 @register("encoder", "gru", RNNEncoderConfig)
 class RNNEncoder(Encoder):
-    def __init__(self, kind: str, input_size: int, config: RNNEncoderConfig):
+    """``kind``: "lstm" or "gru"; ``hidden`` is per direction; ``dropout`` applies between layers;
+    ``residual`` adds a layer's input to its output where the sizes match (layers >= 2)."""
+
+    def __init__(self, kind: str, input_size: int, hidden: int = 128, layers: int = 2, bidirectional: bool = True,
+                 dropout: float = 0.2, residual: bool = False, layer_norm: bool = False,
+                 recurrent_dropout: float = 0.0, weight_drop: float = 0.0):
         super().__init__()
-        dirs = 2 if config.bidirectional else 1
-        self.output_dim = dirs * config.hidden
-        self.summary_dim = config.layers * self.output_dim
-        self.residual, self.dropout = config.residual, fn.Dropout(config.dropout)
-        custom = config.layer_norm or config.recurrent_dropout > 0 or config.weight_drop > 0
-        sizes = [input_size] + [self.output_dim] * (config.layers - 1)
+        check_rnn_options(kind, hidden, layers, dropout, recurrent_dropout, weight_drop)
+        dirs = 2 if bidirectional else 1
+        self.output_dim = dirs * hidden
+        self.summary_dim = layers * self.output_dim
+        self.residual, self.dropout = residual, fn.Dropout(dropout)
+        custom = layer_norm or recurrent_dropout > 0 or weight_drop > 0
+        sizes = [input_size] + [self.output_dim] * (layers - 1)
         self.layers = nn.ModuleList(
-            _CustomLayer(kind, size, config.hidden, config.bidirectional, config) if custom
-            else _FusedLayer(kind, size, config.hidden, config.bidirectional)
+            _CustomLayer(kind, size, hidden, bidirectional, layer_norm, recurrent_dropout, weight_drop) if custom
+            else _FusedLayer(kind, size, hidden, bidirectional)
             for size in sizes
         )
 
     @classmethod
     def from_config(cls, config: RNNEncoderConfig, input_size: int) -> "RNNEncoder":
-        return cls(config.type, input_size, config)
+        return cls(config.type, input_size, hidden=config.hidden, layers=config.layers,
+                   bidirectional=config.bidirectional, dropout=config.dropout, residual=config.residual,
+                   layer_norm=config.layer_norm, recurrent_dropout=config.recurrent_dropout,
+                   weight_drop=config.weight_drop)
 
     def forward(self, src_emb: Tensor, src_lengths: Tensor, src_pad_mask: Tensor) -> tuple[Tensor, Tensor]:
         x, finals = src_emb, []
