@@ -20,6 +20,14 @@ and writes one JSON row per setting: engine, batch, beam, sentences, sentences_p
 target_tokens_per_s, seconds, and for the other engines' rows ``differing_from_torch``: sentences
 whose best hypothesis is not PyTorch's token for token.
 
+``--against TREE`` times this checkout's code against another checkout of s2s (``git worktree add
+TREE REV``) on the same run, bundle and lines: each engine and setting runs ``--rounds`` times in
+a fresh process per tree, the two trees alternating, and the table gives each tree's median
+target tokens/s, the ratio (this tree / TREE) and how many sentences' best tokens differ:
+
+    python tools/bench_decode.py --model RUN --bundle B --against /tmp/before --rounds 5 \
+        --min-len 24 --max-len 24 --json OUT
+
 ``--engines`` may add ``ctranslate2-fp32`` and ``ctranslate2-int8``: CTranslate2, a dedicated C++
 engine (``pip install -e '.[bench]'``), running the same weights (:mod:`tools.peer_ctranslate2`
 converts a transformer run) on the same lines and threads, each setting timed in a process of its
@@ -64,6 +72,76 @@ def random_run(arch: str, seed: int, overrides: list[str] = (), parent: str | No
     return str(run)
 
 
+# One timed setting in a fresh interpreter, for --against. It uses only the public interface both
+# trees have (Translator.from_run, Translator.load, hypotheses), so an older checkout runs it too.
+WORKER = """
+import json, sys, time
+request = json.loads(sys.stdin.read())
+import torch
+torch.set_num_threads(request["threads"])
+import s2s.models
+engine, lines = request["engine"], request["lines"]
+if engine == "torch":
+    from s2s.decoding.translator import Translator
+    translator = Translator.from_run(request["model"])
+else:
+    from s2s.runtime import Translator
+    translator = Translator.load(request["bundle"], engine.split("-", 1)[1], ["CPUExecutionProvider"],
+                                 request["threads"])
+options = request["options"]
+translator.hypotheses(lines[: options["batch_size"]], **options)  # warm-up
+start = time.perf_counter()
+hyps = translator.hypotheses(lines, **options)
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "tokens": [h[0].tokens for h in hyps]}))
+"""
+
+
+def run_worker(tree: Path, request: dict) -> dict:
+    """One setting timed by WORKER with the s2s of ``tree`` first on the path."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run([sys.executable, "-c", WORKER], input=json.dumps(request), capture_output=True, text=True,
+                          env=env, cwd=tree, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"{tree}: {request['engine']} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def against(args, lines: list[str], bundle: str) -> list[dict]:
+    """Each engine and setting, this tree and ``args.against`` alternating for ``args.rounds``
+    rounds: rows with both trees' medians, their ratio and the sentences whose best tokens differ."""
+    import statistics
+
+    trees = {"this": ROOT, "against": Path(args.against).resolve()}
+    rows = []
+    for batch in map(int, args.batches.split(",")):
+        chosen = lines[: args.limit_batch1 if batch == 1 else args.limit]
+        for beam in map(int, args.beams.split(",")):
+            for engine in args.engines.split(","):
+                request = {"engine": engine, "model": str(Path(args.model).resolve()),
+                           "bundle": str(Path(bundle).resolve()), "lines": chosen, "threads": args.threads,
+                           "options": dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)}
+                rates, outputs = {name: [] for name in trees}, {}
+                for round_ in range(args.rounds):
+                    order = list(trees) if round_ % 2 == 0 else list(trees)[::-1]
+                    for name in order:
+                        result = run_worker(trees[name], request)
+                        rates[name].append(sum(map(len, result["tokens"])) / result["seconds"])
+                        outputs[name] = result["tokens"]
+                row = {"engine": engine, "batch": batch, "beam": beam, "sentences": len(chosen),
+                       "rounds": args.rounds, "this_tokens_per_s": rates["this"],
+                       "against_tokens_per_s": rates["against"],
+                       "median_ratio": statistics.median(rates["this"]) / statistics.median(rates["against"]),
+                       "differing": sum(a != b for a, b in zip(outputs["this"], outputs["against"]))}
+                rows.append(row)
+                print(f"{engine:<13} batch {batch:>3} beam {beam}  this {statistics.median(rates['this']):9.1f} "
+                      f"tok/s  against {statistics.median(rates['against']):9.1f} tok/s  "
+                      f"ratio {row['median_ratio']:.3f}  ({args.rounds} rounds, {row['differing']} differ)", flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="run directory (or --random-init)")
@@ -84,6 +162,8 @@ def main() -> int:
     parser.add_argument("--min-len", type=int, default=0)
     parser.add_argument("--max-len", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--against", metavar="TREE", help="time this checkout against the s2s checkout in TREE")
+    parser.add_argument("--rounds", type=int, default=3, help="with --against: processes per tree and setting")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     if args.random_init == (args.model is not None) or (args.random_init and not args.arch):
@@ -111,6 +191,12 @@ def main() -> int:
     if bundle is None:
         bundle = str(Path(scratch.name) / "bundle")
         export_bundle(args.model, bundle, quantize="int8")
+    if args.against:
+        if any(not (e == "torch" or e.startswith("runtime-")) for e in args.engines.split(",")):
+            parser.error("--against times the torch and runtime-* engines only")
+        rows = against(args, lines, bundle)
+        _write_json(args, rows, torch.__version__)
+        return 0
     engines = {}
     for name in args.engines.split(","):
         if name == "torch":
@@ -165,13 +251,18 @@ def main() -> int:
                 if ours and peer:
                     print(f"{ours['engine']} / {peer['engine']}, batch {batch} beam {beam}: "
                           f"{ours['target_tokens_per_s'] / peer['target_tokens_per_s']:.2f}x")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        meta = {"model": args.model, "arch": args.arch, "random_init": args.random_init, "threads": args.threads, "min_len": args.min_len, "max_len": args.max_len,
-                "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-                "cpu_count": os.cpu_count()}
-        Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    _write_json(args, rows, torch.__version__)
     return 0
+
+
+def _write_json(args, rows: list[dict], torch_version: str) -> None:
+    if not args.json:
+        return
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    meta = {"model": args.model, "arch": args.arch, "random_init": args.random_init, "threads": args.threads,
+            "min_len": args.min_len, "max_len": args.max_len, "against": args.against, "torch": torch_version,
+            "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+    Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

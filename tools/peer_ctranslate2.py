@@ -150,7 +150,8 @@ def check(run: str, ct2_dir: str, source: str, reference: str | None, limit: int
             ours = torch.log_softmax(logits.float(), -1)[0, torch.arange(len(t) + 1), torch.tensor([*t, EOS])]
             worst = max(worst, float(np.abs(ours.numpy() - np.asarray(theirs.log_probs)).max()))
     decode = ours_engine.options
-    limits = max_lengths(np.array([len(s) + 1 for s in src_ids]), decode.max_len_ratio, decode.max_len_offset)
+    limits = max_lengths(np.array([len(s) + 1 for s in src_ids]), decode.max_len_ratio, decode.max_len_offset,
+                         minimum=decode.min_len, maximum=decode.max_len)
     greedy_theirs = [engine.translate_batch([vocabs.src.pieces(s)], beam_size=1, max_decoding_length=int(limit))
                      [0].hypotheses[0] for s, limit in zip(src_ids, limits)]  # s2s's length limit, per sentence
     greedy_ours = [vocabs.tgt.pieces(h[0].tokens) for h in ours_engine.hypotheses(lines, beam=1)]

@@ -1,8 +1,8 @@
 """Functions whose formulation depends on where they run, with the same mathematics everywhere.
 
-Profiling the benchmark RNN on a 2-core CPU showed ``torch.tanh`` (about 7x slower than
-``torch.sigmoid`` on this hardware) and dropout's random draws among the largest costs outside
-matrix products. While gradients are being recorded these functions use
+Profiling the benchmark RNN on a 2-core CPU showed ``torch.tanh`` (several times slower than
+``torch.sigmoid`` there) and dropout's random draws among the largest costs outside matrix
+products. While gradients are being recorded these functions use
 cheaper formulations of the same mathematics; in inference (decoding, ONNX export) they are the
 plain operators, so exported graphs and the runtime see standard ``Tanh``.
 
@@ -44,12 +44,10 @@ def dot_last(x: Tensor, v: Tensor) -> Tensor:
     ``v`` being the row of a ``Linear(D, 1)`` weight.
 
     PyTorch computes it as before, as that ``Linear``. In an ONNX export it becomes Mul +
-    ReduceSum. A MatMul with a single output column makes onnxruntime's CPU kernel add the D
-    products of each energy in one running float32 sum; on the trained ``bilstm-bahdanau.yaml``
-    model (D = 256, energies up to 33) that erred by 2.2e-5 against float64, 3.5x PyTorch's
-    error, and the step's log-probabilities carried it: 1.1e-4 from float64 and 1.3e-4 from
-    PyTorch on 300 test sentences. With Mul + ReduceSum, whose sum is vectorised, those fell to
-    2.4e-5 and 6.0e-5, at no measurable cost in speed.
+    ReduceSum: a MatMul with a single output column makes onnxruntime's CPU kernel add the D
+    products of each energy in one running float32 sum, several times less accurate than
+    PyTorch, and the step's log-probabilities carry the error; a vectorised sum does not
+    (measured effect: ``exported/README.md``, "Where the speed code's figures live").
     """
     if torch.onnx.is_in_onnx_export():
         return (x * v).sum(-1)
@@ -62,9 +60,8 @@ def dot_rows(x: Tensor, y: Tensor) -> Tensor:
 
     While gradients are recorded it is one ``bmm``. In inference (decoding, ONNX export) it is an
     elementwise product summed over D, which PyTorch and onnxruntime both add in vector lanes:
-    PyTorch's ``bmm`` with one output column adds the D products in one running sum. On the
-    trained ``gru-luong.yaml`` model that made PyTorch's own step log-probabilities err by 1.4e-4
-    against float64 on 300 test sentences; summed in lanes, 4.9e-5.
+    PyTorch's ``bmm`` with one output column adds the D products in one running sum, the less
+    accurate of the two (measured effect: ``exported/README.md``, "Where the speed code's figures live").
     """
     if torch.is_grad_enabled() and (x.requires_grad or y.requires_grad) and not torch.onnx.is_in_onnx_export():
         return torch.bmm(x, y.unsqueeze(-1)).squeeze(-1)
@@ -75,8 +72,8 @@ def dropout(x: Tensor, p: float, training: bool) -> Tensor:
     """Inverted dropout. On CPU the mask comes from 16 random bits per element.
 
     PyTorch's CPU generator makes 64 random bits about as fast as one uniform float, so one
-    ``random_`` over int64 words yields four 16-bit lanes, each compared with a threshold:
-    about 4x less generator time than ``rand_like`` (itself 2x cheaper than Bernoulli draws).
+    ``random_`` over int64 words yields four 16-bit lanes, each compared with a threshold, for
+    a fraction of ``rand_like``'s generator time (measured effect: ``exported/README.md``, "Where the speed code's figures live").
     The drop probability is rounded to a multiple of 2^-16 and the survivors are scaled by
     the exact inverse of the rounded keep probability, so the expectation is unchanged.
     """

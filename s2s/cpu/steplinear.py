@@ -7,9 +7,8 @@ forward pass and their output gradients in the backward pass, and forms the weig
 once, as ``[g_1; ...; g_T]^T [x_1; ...; x_T]``: one product over T*B rows, which runs near the
 machine's matrix-product peak instead of T products over B rows plus T additions.
 
-On the benchmark RNN (2-core CPU), together with folding the LSTM biases and multiplying
-``[input; hidden]`` by one concatenated matrix per layer, an interleaved A/B in one process
-gave 3,089 -> 3,258 target tokens/s.
+Measured together with folding the LSTM biases and multiplying ``[input; hidden]`` by one
+concatenated matrix per layer (measured effect: ``exported/README.md``, "Where the speed code's figures live").
 
 Only for first-order gradients (the backward pass itself is not differentiable again).
 """

@@ -13,9 +13,6 @@ import torch
 from torch import Tensor
 
 from s2s.models.contract import Seq2Seq, select
-from s2s.search.constraints import Constraints
-from s2s.search.hypotheses import Hypothesis, SpecialIds
-from s2s.search.loops import beam, greedy
 
 
 class ModelDecoder:
@@ -52,28 +49,3 @@ class ModelDecoder:
 
     def take_memory(self, memory: dict, rows: np.ndarray) -> dict:
         return select(memory, self._tensor(rows))
-
-
-@torch.inference_mode()
-def greedy_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lens: np.ndarray, special: SpecialIds,
-                  min_len: int = 0, no_repeat_ngram: int = 0, length_penalty: float = 0.0,
-                  vocab: int | None = None) -> list[Hypothesis]:
-    """Greedy search of a padded batch, src: (B, S), max_lens: (B,) -> B hypotheses. ``vocab``:
-    the target vocabulary size (default: the model's target embedding's)."""
-    decoder = ModelDecoder(model, special.bos, src.device)
-    memory, state = model.encode(src, src_lengths)
-    constraints = Constraints(np.asarray(max_lens), special.eos, min_len, no_repeat_ngram)
-    vocab = vocab or model.tgt_embed.num_embeddings
-    return greedy(decoder, memory, state, constraints, vocab, length_penalty)
-
-
-@torch.inference_mode()
-def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_lens: np.ndarray, special: SpecialIds,
-                beam_size: int = 5, n_best: int = 1, length_penalty: float = 0.0, min_len: int = 0,
-                no_repeat_ngram: int = 0, vocab: int | None = None) -> list[list[Hypothesis]]:
-    """Beam search of a padded batch, src: (B, S), max_lens: (B,) -> each sentence's n-best."""
-    decoder = ModelDecoder(model, special.bos, src.device)
-    memory, state = model.encode(src, src_lengths)
-    constraints = Constraints(np.asarray(max_lens), special.eos, min_len, no_repeat_ngram)
-    vocab = vocab or model.tgt_embed.num_embeddings
-    return beam(decoder, memory, state, constraints, vocab, beam_size, n_best, length_penalty)

@@ -26,10 +26,8 @@ def default_providers() -> list[str]:
 def _direct_run(session: ort.InferenceSession):
     """``session.run`` without the Python wrapper's per-call checks (required inputs present,
     OrtValue ownership, graph capture), which the translator makes once at load: it always feeds
-    the inputs the graph declares, as numpy arrays. Calling the binding directly measured 38 and
-    52 us less per decoder step on the benchmark transformer at batch 1, beam 5 (2.7 and 3.4%;
-    two processes, calls alternated). Falls back to ``session.run`` if a future onnxruntime
-    moves the binding."""
+    the inputs the graph declares, as numpy arrays (measured effect: ``exported/README.md``, "Where the speed code's figures live"). Falls back to
+    ``session.run`` if a future onnxruntime moves the binding."""
     binding = getattr(session, "_sess", None)
     if binding is None or not callable(getattr(binding, "run", None)):
         return session.run
@@ -47,21 +45,16 @@ class Translator(base.Translator):
 
     ``tune_allocator`` (default on) applies :func:`s2s.cpu.allocator.keep_freed_memory` to the
     process: glibc then keeps freed heap pages instead of unmapping every large block, which the
-    search allocates at each step (reordered caches, scores). On the benchmark transformer at
-    batch 32, beam 5 that measured 1.38x the throughput (one process, alternating rounds). It also
-    backs the heap range that the sessions' weights filled with 2 MiB pages
-    (:func:`s2s.cpu.allocator.back_with_huge_pages`; ``huge_page_bytes`` says how much): one process
-    holding two translators of the benchmark transformer, one collapsed, steps alternated, gave
-    0.97x the step time at batch 1 with beam 5, 0.95x at batch 32 greedy and 0.99x at batch 32
-    with beam 5 (both orders of loading). Pass False to leave the host process's memory as it is.
+    search allocates at each step (reordered caches, scores). It also backs the heap range that
+    the sessions' weights filled with 2 MiB pages (:func:`s2s.cpu.allocator.back_with_huge_pages`;
+    ``huge_page_bytes`` says how much). Pass False to leave the host process's memory as it is.
 
     ``spin`` says when onnxruntime's worker threads may busy-wait for work instead of sleeping:
     ``"run"`` (default) while a graph runs, stopping when the call returns; ``"always"``
     (onnxruntime's own default); ``"never"``. Between two decoder steps the search runs numpy
     code on the calling thread, and a worker still spinning then takes a core from it; inside a
-    step, a sleeping worker must be woken for every operator. Measured with 2 threads on 2 cores
-    on the benchmark transformer, "run" against "always": 1.7x at batch 1 with beam 5, 1.5x at
-    batch 32 greedy, 1.1x at batch 32 with beam 5; against "never": 1.33x, 1.21x and 1.11x.
+    step, a sleeping worker must be woken for every operator. What each setting measured is in
+    ``exported/README.md``, "Where the speed code's figures live".
     """
 
     def __init__(self, bundle: Bundle, variant: str = "fp32", providers: list[str] | None = None,

@@ -148,8 +148,7 @@ def choose_small(c: StepChoice, values: np.ndarray, index: np.ndarray, width: in
         for row, token in banned[:k - len(live)]:
             rows.append(row), tokens.append(token), scores.append(-np.inf)
     done = np.array([len(finished[s]) >= k for s in alive.tolist()]) if any_finished else None
-    # rows None: every hypothesis continues its own row (a third of the steps of the benchmark
-    # transformer, an eighth of a trained one's), so the state needs no reordering
+    # rows None: every hypothesis continues its own row (a common step), so no reordering
     unchanged = len(rows) == len(alive) * width and rows == list(range(len(rows)))
     return (None if unchanged else np.array(rows, dtype=np.int64),
             np.array(tokens, dtype=np.int64), np.array(scores, dtype=np.float32).reshape(-1, k), done)

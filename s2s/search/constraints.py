@@ -12,8 +12,11 @@ import numpy as np
 NEG_INF = np.float32(-np.inf)
 
 
-def max_lengths(src_lengths: np.ndarray, ratio: float, offset: int, cap: int = 1024, minimum: int = 0,
-                maximum: int = 0) -> np.ndarray:
+CAP = 1024  # no hypothesis grows longer than this, whatever the options say
+
+
+def max_lengths(src_lengths: np.ndarray, ratio: float, offset: int, *, minimum: int, maximum: int,
+                cap: int = CAP) -> np.ndarray:
     """Tokens allowed before EOS, per sentence: floor(ratio * |src|) + offset, within
     [minimum, cap] (at least 1); ``maximum`` > 0 lowers the cap to it. With minimum == maximum
     every sentence gets exactly that many tokens (a fixed-length mode for benchmarks).
@@ -31,7 +34,7 @@ class Constraints:
     the beam through :meth:`select`.
     """
 
-    def __init__(self, max_lens: np.ndarray, eos: int, min_len: int = 0, no_repeat_ngram: int = 0):
+    def __init__(self, max_lens: np.ndarray, eos: int, min_len: int, no_repeat_ngram: int):
         if min_len > int(max_lens.min(initial=min_len)):
             raise ValueError(f"min_len ({min_len}) exceeds a maximum length ({int(max_lens.min())})")
         self.max_lens, self.eos, self.min_len, self.n = max_lens, eos, min_len, no_repeat_ngram

@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from s2s.search.candidates import StepChoice, drop_eos
-from s2s.search.constraints import NEG_INF, Constraints
+from s2s.search.constraints import NEG_INF, Constraints, max_lengths
 from s2s.search.hypotheses import Hypothesis, normalized_score
+from s2s.search.options import DecodeOptions
 
 
 class Decoder(Protocol):
@@ -38,8 +39,8 @@ class Decoder(Protocol):
     def take_memory(self, memory: Any, rows: np.ndarray) -> Any: ...
 
 
-def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int,
-           length_penalty: float = 0.0) -> list[Hypothesis]:
+def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, *,
+           length_penalty: float) -> list[Hypothesis]:
     """The most probable token at each step, through the same ``select`` as :func:`beam` with one
     candidate per row (k = 1, each row its own block): with a search head in the step graph the
     argmax is taken there and the (N, V) log-probabilities never leave it."""
@@ -67,8 +68,8 @@ def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int
     return out
 
 
-def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, beam_size: int = 5,
-         n_best: int = 1, length_penalty: float = 0.0) -> list[list[Hypothesis]]:
+def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, *, beam_size: int, n_best: int,
+         length_penalty: float) -> list[list[Hypothesis]]:
     """Batched beam search: for each sentence its ``n_best`` hypotheses, best first.
 
     At each step each sentence's 2K best continuations are taken; EOS candidates ranked within
@@ -120,9 +121,17 @@ def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, 
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
 
 
-def search(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, beam_size: int, n_best: int,
-           length_penalty: float) -> list[list[Hypothesis]]:
+def search(decoder: Decoder, memory, state, constraints: Constraints, vocab: int,
+           options: DecodeOptions) -> list[list[Hypothesis]]:
     """Greedy for beam 1 with one hypothesis (the same tokens for less work), else beam search."""
-    if beam_size == 1 and n_best == 1:
-        return [[h] for h in greedy(decoder, memory, state, constraints, vocab, length_penalty)]
-    return beam(decoder, memory, state, constraints, vocab, beam_size, n_best, length_penalty)
+    if options.greedy:
+        return [[h] for h in greedy(decoder, memory, state, constraints, vocab, length_penalty=options.length_penalty)]
+    return beam(decoder, memory, state, constraints, vocab, beam_size=options.beam, n_best=options.n_best,
+                length_penalty=options.length_penalty)
+
+
+def limits_of(src_lengths: np.ndarray, options: DecodeOptions, eos: int) -> Constraints:
+    """The constraints ``options`` put on a batch whose sources have ``src_lengths`` tokens (EOS included)."""
+    max_lens = max_lengths(src_lengths, options.max_len_ratio, options.max_len_offset, minimum=options.min_len,
+                           maximum=options.max_len)
+    return Constraints(max_lens, eos, options.min_len, options.no_repeat_ngram)

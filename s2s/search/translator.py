@@ -8,17 +8,17 @@ so the CLI and the server never branch on the backend.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import numpy as np
 
-from s2s.search.constraints import Constraints, max_lengths
 from s2s.search.hypotheses import Hypothesis, SpecialIds
-from s2s.search.loops import Decoder, search
+from s2s.search.loops import Decoder, limits_of, search
 from s2s.search.options import DecodeOptions
 
 
-class Translator:
+class Translator(ABC):
     """``translator.translate(lines, beam=5)``: the best translation of each line; empty lines
     come back empty. ``hypotheses`` gives the n-best :class:`Hypothesis` lists. Keyword options
     override :attr:`options` (the run's or the bundle's defaults) for one call."""
@@ -28,17 +28,17 @@ class Translator:
     vocab_size: int  # target vocabulary
 
     # ------------------------------------------------------------------ the backend's part
+    @abstractmethod
     def encode_lines(self, lines: list[str]) -> list[list[int]]:
         """Source subword ids of each line (no EOS)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def detokenize(self, tokens: list[int]) -> str:
         """Target subword ids -> text."""
-        raise NotImplementedError
 
+    @abstractmethod
     def start(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Decoder, Any, Any]:
         """src: (B, S) int64 padded ids ending in EOS; src_lengths: (B,) -> decoder, memory, state."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ shared
     def hypotheses(self, lines: list[str], **overrides) -> list[list[Hypothesis]]:
@@ -59,15 +59,10 @@ class Translator:
 
     def search_batch(self, ids: list[list[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
         """The n-best hypotheses of one batch of source id lists."""
-        eos = self.special.eos
         lengths = np.array([len(r) + 1 for r in ids], dtype=np.int64)
         src = np.full((len(ids), int(lengths.max())), self.special.pad, dtype=np.int64)
         for i, row in enumerate(ids):
             src[i, : len(row)] = row
-            src[i, len(row)] = eos
-        limits = max_lengths(lengths, options.max_len_ratio, options.max_len_offset, minimum=options.min_len,
-                             maximum=options.max_len)
-        constraints = Constraints(limits, eos, options.min_len, options.no_repeat_ngram)
+            src[i, len(row)] = self.special.eos
         decoder, memory, state = self.start(src, lengths)
-        return search(decoder, memory, state, constraints, self.vocab_size, options.beam, options.n_best,
-                      options.length_penalty)
+        return search(decoder, memory, state, limits_of(lengths, options, self.special.eos), self.vocab_size, options)

@@ -38,7 +38,7 @@ def test_constraint_plan_shortcut_agrees_with_the_masks():
     rng = np.random.default_rng(0)
     for limits, min_len, n in (([5, 5, 5], 0, 0), ([5, 5, 5], 3, 0), ([3, 6, 4], 2, 0), ([6, 6], 4, 2),
                                ([2, 7, 7, 5], 5 - 3, 3), ([4], 4, 0)):
-        c = Constraints(np.array(limits), EOS, min_len=min_len, no_repeat_ngram=n)
+        c = Constraints(np.array(limits), EOS, min_len, n)
         history = rng.integers(4, 7, size=(len(limits), max(limits) + 1))
         for step in range(max(limits) + 1):
             mask, eos_only = c.plan(step, history[:, :step], 10)

@@ -133,7 +133,7 @@ def test_runtime_runs_where_torch_cannot_be_imported(run_factory, multi30k_slice
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'torch' or name.startswith('torch.') or name.startswith('s2s.models') \\\n"
-        "                or name.startswith('s2s.training') or name.startswith('s2s.decoding'):\n"
+        "                or name.startswith(('s2s.training', 's2s.decoding', 's2s.runs', 's2s.export')):\n"
         "            raise ImportError(f'{name} is blocked in this test')\n"
         "sys.meta_path.insert(0, Block())\n"
         "from s2s.runtime import Translator\n"

@@ -225,3 +225,29 @@ def test_every_third_party_import_is_a_declared_dependency():
             if not dists & declared:
                 missing.append(f"{module} (line {line}) imports {top}, from {sorted(dists) or 'no installed package'}")
     assert not missing, "not in pyproject.toml's dependencies:\n  " + "\n  ".join(sorted(set(missing)))
+
+
+def readme_layer_table(text: str) -> dict[str, tuple[frozenset[str], frozenset[str] | None]]:
+    """The README's layer table: layer -> (s2s layers, third-party packages; None for "any")."""
+    import re
+
+    table = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("| `") else []
+        if len(cells) == 3:
+            names = [re.findall(r"`([^`]+)`", c) for c in cells]
+            table[names[0][0]] = (frozenset(names[1]), None if cells[2] == "any" else frozenset(names[2]))
+    return table
+
+
+def test_the_readme_layer_table_is_this_table():
+    """The design section of README.md shows users the same rules this test enforces."""
+    table = readme_layer_table((ROOT / "README.md").read_text(encoding="utf-8"))
+    want = {name: (r.layers - {name, "s2s"}, r.packages) for name, r in RULES.items() if name not in ("s2s", "__main__")}
+    assert table == want
+
+
+def test_the_readme_table_reader_reads_cells():
+    text = "| layer | a | b |\n|---|---|---|\n| `runtime` | `errors` `search` | `numpy` |\n| `cli` | none | any |\n"
+    assert readme_layer_table(text) == {"runtime": (frozenset({"errors", "search"}), frozenset({"numpy"})),
+                                        "cli": (frozenset(), None)}

@@ -10,9 +10,11 @@ import pytest
 import torch
 
 from s2s.data.vocab import BOS, EOS
-from s2s.decoding import decoder as torch_search
+from s2s.decoding.decoder import ModelDecoder
 from s2s.models.contract import select
-from s2s.search.hypotheses import SpecialIds, gnmt_length_penalty, normalized_score
+from s2s.search import loops
+from s2s.search.constraints import Constraints
+from s2s.search.hypotheses import gnmt_length_penalty, normalized_score
 
 torch.set_num_threads(1)
 
@@ -103,18 +105,25 @@ class TableModel:
         return select(state, index)
 
 
-SPECIAL = SpecialIds(pad=0, unk=1, bos=BOS, eos=EOS)
-
-
-def greedy_search(model, src, src_lengths, limits, **options):
-    """The one search loop over a model (PyTorch backend), vocabulary V unless a model says otherwise."""
+def _start(model, src, src_lengths, limits, min_len, no_repeat_ngram):
+    """The PyTorch backend of the one search loop, the batch encoded, and its constraints."""
     vocab = model.tgt_embed.num_embeddings if hasattr(model, "tgt_embed") else V
-    return torch_search.greedy_search(model, src, src_lengths, limits.numpy(), SPECIAL, vocab=vocab, **options)
+    memory, state = model.encode(src, src_lengths)
+    constraints = Constraints(limits.numpy(), EOS, min_len, no_repeat_ngram)
+    return ModelDecoder(model, BOS), memory, state, constraints, vocab
 
 
-def beam_search(model, src, src_lengths, limits, beam=5, **options):
-    vocab = model.tgt_embed.num_embeddings if hasattr(model, "tgt_embed") else V
-    return torch_search.beam_search(model, src, src_lengths, limits.numpy(), SPECIAL, beam, vocab=vocab, **options)
+@torch.no_grad()
+def greedy_search(model, src, src_lengths, limits, min_len=0, no_repeat_ngram=0, length_penalty=0.0):
+    decoder, memory, state, constraints, vocab = _start(model, src, src_lengths, limits, min_len, no_repeat_ngram)
+    return loops.greedy(decoder, memory, state, constraints, vocab, length_penalty=length_penalty)
+
+
+@torch.no_grad()
+def beam_search(model, src, src_lengths, limits, beam=5, n_best=1, length_penalty=0.0, min_len=0, no_repeat_ngram=0):
+    decoder, memory, state, constraints, vocab = _start(model, src, src_lengths, limits, min_len, no_repeat_ngram)
+    return loops.beam(decoder, memory, state, constraints, vocab, beam_size=beam, n_best=n_best,
+                      length_penalty=length_penalty)
 
 
 def fake(*tables: dict):
@@ -332,9 +341,8 @@ def test_numpy_and_torch_backends_give_the_same_search(beam, min_len, small_rows
     the beam first scores one row per sentence. Below min_len the search bans EOS without a mask,
     by widening its top list. Each beam step chooses in numpy (small_rows 0) or in plain Python
     (small_rows 1000)."""
-    from s2s.search import candidates, loops
+    from s2s.search import candidates
     from s2s.search.arrays import ArrayDecoder
-    from s2s.search.constraints import Constraints
 
     monkeypatch.setattr(candidates, "SMALL_ROWS", small_rows)
     chosen_by = []
@@ -360,11 +368,11 @@ def test_numpy_and_torch_backends_give_the_same_search(beam, min_len, small_rows
 
     decoder = Counting(step, BOS)
     memory, state = {"table": src[:, 0].numpy()}, {"steps": np.zeros(len(tables), np.int64)}
-    constraints = Constraints(limits.numpy(), EOS, min_len=min_len)
+    constraints = Constraints(limits.numpy(), EOS, min_len, 0)
     if beam == 1:
         theirs = [[h] for h in loops.greedy(decoder, memory, state, constraints, V, length_penalty=0.6)]
     else:
-        theirs = loops.beam(decoder, memory, state, constraints, V, beam, n_best=beam, length_penalty=0.6)
+        theirs = loops.beam(decoder, memory, state, constraints, V, beam_size=beam, n_best=beam, length_penalty=0.6)
     for a, b in zip(ours, theirs):
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
@@ -444,3 +452,33 @@ def test_tiny_model_search_log_probs_match_teacher_forcing(tiny_model):
             forced = _teacher_forced_log_prob(tiny_model, one, length, hyp.tokens)
             assert hyp.log_prob == pytest.approx(forced, abs=1e-4)
         assert beams[i][0].score >= greedy[i].score - 1e-5
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_the_search_takes_bos_and_eos_from_its_caller(beam):
+    """The same tables with every token id permuted (BOS and EOS moved to 5 and 6): the search,
+    told the new ids, finds the same hypotheses, permuted; nothing assumes BOS = 2 or EOS = 3."""
+    from s2s.search.arrays import ArrayDecoder
+
+    perm = np.roll(np.arange(V), 3)  # old id i -> (i + 3) % V: BOS 2 -> 5, EOS 3 -> 6, A 4 -> 7
+    model, src, src_lengths = fake(CLASSIC, NGRAM, LENGTH)
+    limits = lens(5, 6, 6)
+    table = model.log_probs.numpy()
+    moved = np.empty_like(table)
+    moved[:, perm[:, None], perm[None, :]] = table
+
+    def step(tokens, state, memory):
+        return moved[memory["table"], tokens], state, None
+
+    decoder = ArrayDecoder(step, bos=int(perm[BOS]))
+    memory, state = {"table": src[:, 0].numpy()}, {}
+    constraints = Constraints(limits.numpy(), int(perm[EOS]), 0, 0)
+    if beam == 1:
+        moved_hyps = [[h] for h in loops.greedy(decoder, memory, state, constraints, V, length_penalty=0.0)]
+        plain = [[h] for h in greedy_search(model, src, src_lengths, limits)]
+    else:
+        moved_hyps = loops.beam(decoder, memory, state, constraints, V, beam_size=beam, n_best=beam, length_penalty=0.0)
+        plain = beam_search(model, src, src_lengths, limits, beam=beam, n_best=beam)
+    for a, b in zip(plain, moved_hyps):
+        assert [[int(perm[t]) for t in h.tokens] for h in a] == [h.tokens for h in b]
+        assert [h.log_prob for h in a] == pytest.approx([h.log_prob for h in b], abs=1e-6)

@@ -39,8 +39,8 @@ class _FusedLayer(nn.Module):
     """One (bi)directional layer on PyTorch's fused kernel.
 
     The padded batch runs through the fused kernel as it is (no packing): on CPU that takes
-    oneDNN's RNN primitive, which trained the benchmark encoder about 1.8x faster than the
-    packed path. Padding cannot leak into real positions: the forward direction is causal, and
+    oneDNN's RNN primitive, which trained the benchmark encoder faster than the packed path
+    (measured effect: ``exported/README.md``, "Where the speed code's figures live"). Padding cannot leak into real positions: the forward direction is causal, and
     the backward direction runs forward over each sequence reversed within its length
     (:func:`reverse_padded`), so its padding also comes last. Final states are read at each
     sequence's last real step and outputs at padding are zeroed, exactly what packing gives.
