@@ -157,7 +157,9 @@ class TrainConfig:
     valid_every: int = opt(500, "validate and checkpoint every N updates")
     valid_bleu: bool = opt(True, "compute validation BLEU (greedy) at each validation")
     valid_beam: int = opt(1, "beam size for validation BLEU")
-    best_metric: Literal["bleu", "loss"] = opt("bleu", "metric that selects best.pt")
+    best_metric: str = opt("bleu", "validation metric that selects best.pt and drives patience and the plateau "
+                                   "schedule: a name in metrics.jsonl (valid_loss, valid_ppl, valid_bleu if "
+                                   "valid_bleu) or an alias, bleu = valid_bleu, loss = valid_loss")
     patience: int = opt(0, "early stopping: validations without improvement (0 = off)")
     average_last: int = opt(0, "keep the weights of the last K validations (checkpoints/step-N.pt) and "
                                "average them into checkpoints/averaged.pt when training stops (0 = off)")

@@ -18,4 +18,4 @@ class BundleError(S2SError):
 
 
 class RunError(S2SError):
-    """A training run directory is missing pieces (config, vocabulary, the named checkpoint)."""
+    """A training run directory or one of its checkpoints is missing, unreadable or inconsistent."""

@@ -75,7 +75,8 @@ def run_one(mode: str, args, extra: list[str]) -> dict:
         return json.loads((run_dir / "results.json").read_text())
     start = continue_from(Path(args.source_run), run_dir) if args.source_run else 0
     sets = [f"train.max_steps={start + args.updates}", "train.max_minutes=0", f"train.valid_every={start + args.updates}",
-            "train.valid_bleu=false", "train.average_last=0", f"train.threads={args.threads}", "train.progress=false",
+            "train.valid_bleu=false", "train.best_metric=loss", "train.average_last=0", f"train.threads={args.threads}",
+            "train.progress=false",
             *extra, *sampling_overrides(mode, args.updates, args.sampling_warmup, args.floor, start)]
     where = ["--resume", str(run_dir)] if start else [args.recipe, "--run-dir", str(run_dir)]
     train = [sys.executable, "-m", "s2s", "train", *where]

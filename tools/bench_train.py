@@ -56,7 +56,8 @@ sys.path.insert(0, str(ROOT))
 import s2s.models  # noqa: E402,F401
 from s2s.errors import S2SError  # noqa: E402
 from s2s.cpu.allocator import keep_freed_memory  # noqa: E402
-from s2s.training.loop import Trainer, pick_device, seed_everything  # noqa: E402
+from s2s.training.device import pick_device  # noqa: E402
+from s2s.training.loop import build_trainer, seed_everything  # noqa: E402
 from s2s.training.prepare import prepare_data  # noqa: E402
 from s2s.training.sampling import check_sampling  # noqa: E402
 from tools.bench_models import ARCHS, benchmark_recipe  # noqa: E402
@@ -106,7 +107,8 @@ def main() -> int:
             if name in variants:
                 parser.error(f"--variant {text!r}: the name {name!r} is taken")
             variants[name] = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides + settings)
-            check_sampling(variants[name])
+        for variant in variants.values():
+            check_sampling(variant)
     except S2SError as error:
         print(f"bench_train: {error}", file=sys.stderr)
         return 2
@@ -115,14 +117,16 @@ def main() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     data = prepare_data(recipe, cache)
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = Trainer(recipe, Path(run_dir), data, pick_device(args.device))
+        trainer = build_trainer(recipe, Path(run_dir), data, pick_device(args.device))
+        base = trainer.settings
         batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: args.warmup + args.updates]
         for positions in batches[: args.warmup]:
             trainer.train_step([data.train.collate(positions)])
         timed = {name: [] for name in variants}
         for _ in range(max(1, args.rounds)):
             for name, variant in variants.items():
-                trainer.recipe = variant  # the step reads train.sampling from the recipe each update
+                # the step reads the sampling settings each update
+                trainer.settings = dataclasses.replace(base, sampling=variant.train.sampling)
                 times, tokens = [], []
                 for positions in batches[args.warmup:]:
                     batch = data.train.collate(positions)
@@ -133,7 +137,7 @@ def main() -> int:
                     times.append(time.perf_counter() - start)
                     tokens.append(batch.num_tokens)
                 timed[name].append((sum(tokens) / sum(times), times, tokens))
-            trainer.recipe = recipe
+            trainer.settings = base
         final_loss = float(loss) / batch.num_tokens
     rounds = timed["base"]
     speed, times, tokens = median_round(rounds)

@@ -72,3 +72,9 @@ class Seq2Seq(nn.Module):
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """Teacher forcing. tgt_in: (B, T) BOS-prefixed target -> logits (B, T, V)."""
         return self.output(self.features(src, src_lengths, tgt_in))
+
+    def output_loss(self, hidden: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """Summed label-smoothed cross-entropy of the logits of ``hidden``, the output projection
+        fused with the loss (:meth:`OutputProjection.loss`). hidden: (N, D) rows of
+        :meth:`features` at non-pad positions, targets: (N,) -> scalar."""
+        return self.output.loss(hidden, targets, label_smoothing)

@@ -1,4 +1,11 @@
-"""Token embeddings and the output projection, optionally tied (Press and Wolf, 2017)."""
+"""Token embeddings and the output projection, optionally tied (Press and Wolf, 2017).
+
+:func:`output_loss` fuses the output projection with the label-smoothed cross-entropy of
+:mod:`s2s.training.losses` and processes rows in chunks: the (N, V) logits, their log-softmax
+and its gradient are never materialised whole, and one chunk-sized buffer serves every chunk
+(its speed-up: recipes/multi30k-en-de/README.md). It lives here, beside the projection it fuses,
+so that a model computes its own training loss (:meth:`OutputProjection.loss`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+CHUNK_ELEMENTS = 1 << 22  # logits per chunk (16 MiB in fp32)
 
 
 class TokenEmbedding(nn.Embedding):
@@ -45,6 +53,64 @@ class OutputProjection(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return F.linear(x, self.matrix, self.bias)
 
+    def loss(self, hidden: Tensor, targets: Tensor, smoothing: float = 0.0) -> Tensor:
+        """Summed smoothed cross-entropy of ``self(hidden)``, fused (:func:`output_loss`).
+        hidden: (N, D), targets: (N,) non-pad ids -> scalar."""
+        return output_loss(hidden, self.matrix, self.bias, targets, smoothing)
+
+
+class _ProjectedLoss(torch.autograd.Function):
+    """sum_i loss(W h_i + b, y_i), gradients computed chunk by chunk during the forward pass.
+
+    With smoothing eps, loss = logsumexp(z) - (1 - eps) z_gold - (eps / V) sum_v z_v and
+    dloss/dz = softmax(z) - q, q = (1 - eps) * onehot(gold) + eps / V.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, bias: Tensor, target: Tensor, smoothing: float,
+                chunk_elements: int) -> Tensor:
+        h, w, b = hidden.float(), weight.float(), bias.float()
+        vocab = w.size(0)
+        grad_h, grad_w, grad_b = torch.empty_like(h), torch.zeros_like(w), torch.zeros_like(b)
+        total = h.new_zeros(())
+        rows = max(1, chunk_elements // vocab)
+        buffer = h.new_empty(min(rows, h.size(0)), vocab)  # one logits buffer, reused by every chunk
+        for start in range(0, h.size(0), rows):
+            h_c, y_c = h[start:start + rows], target[start:start + rows]
+            z = torch.mm(h_c, w.t(), out=buffer[: h_c.size(0)]).add_(b)  # (n, V) logits
+            total -= (1 - smoothing) * z.gather(1, y_c.unsqueeze(1)).sum()
+            if smoothing:
+                total -= smoothing / vocab * z.sum()
+            peak = z.amax(dim=1, keepdim=True)
+            z.sub_(peak).exp_()
+            norm = z.sum(dim=1, keepdim=True)
+            total += (peak + norm.log()).sum()  # logsumexp
+            z.mul_(norm.reciprocal_())  # softmax, in place: no second (n, V) buffer
+            z.scatter_add_(1, y_c.unsqueeze(1), z.new_full((len(y_c), 1), -(1 - smoothing)))
+            if smoothing:
+                z.sub_(smoothing / vocab)
+            torch.mm(z, w, out=grad_h[start:start + rows])
+            grad_w.addmm_(z.t(), h_c)
+            grad_b += z.sum(0)
+        ctx.save_for_backward(grad_h.to(hidden.dtype), grad_w.to(weight.dtype), grad_b.to(bias.dtype))
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        return grad_h * grad_out, grad_w * grad_out, grad_b * grad_out, None, None, None
+
+
+def output_loss(hidden: Tensor, weight: Tensor, bias: Tensor, target: Tensor, smoothing: float = 0.0,
+                chunk_elements: int | None = None) -> Tensor:
+    """Summed smoothed loss of logits ``hidden @ weight.T + bias``. hidden: (N, D), target: (N,).
+
+    Equal to ``sequence_loss(F.linear(hidden, weight, bias), target, smoothing)`` of
+    :mod:`s2s.training.losses` for non-pad targets (a test checks value and gradients).
+    ``chunk_elements``: logits per chunk (default :data:`CHUNK_ELEMENTS`).
+    """
+    return _ProjectedLoss.apply(hidden, weight, bias, target, smoothing, chunk_elements or CHUNK_ELEMENTS)
+
 
 class Positions(nn.Module):
     """Position encodings added to token embeddings: sinusoidal (Vaswani et al., 2017, section
@@ -74,3 +140,4 @@ class Positions(nn.Module):
         if self.kind == "learned":
             return self.table(positions)
         return F.embedding(positions, self.sinusoid)
+

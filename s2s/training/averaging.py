@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from s2s.errors import BundleError
+from s2s.errors import RunError
 from s2s.training import checkpoint
 
 STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
@@ -28,24 +28,24 @@ def step_checkpoints(folder: str | Path) -> list[Path]:
 def average_weights(paths: list[str | Path]) -> dict[str, torch.Tensor]:
     """The mean of the ``model`` weights stored in ``paths`` (computed in float64)."""
     if not paths:
-        raise BundleError("checkpoint averaging needs at least one checkpoint")
+        raise RunError("checkpoint averaging needs at least one checkpoint")
     total: dict[str, torch.Tensor] = {}
     first = Path(paths[0])
     for path in paths:
         weights = _model_weights(Path(path))
         if total and weights.keys() != total.keys():
             missing, extra = sorted(total.keys() - weights.keys()), sorted(weights.keys() - total.keys())
-            raise BundleError(f"{path}: its weights do not match {first} (missing {missing}, extra {extra})")
+            raise RunError(f"{path}: its weights do not match {first} (missing {missing}, extra {extra})")
         for name, value in weights.items():
             if name not in total:
                 total[name] = value.double() if value.is_floating_point() else value.clone()
             elif value.shape != total[name].shape:
-                raise BundleError(f"{path}: {name} has shape {tuple(value.shape)}, {first} has "
+                raise RunError(f"{path}: {name} has shape {tuple(value.shape)}, {first} has "
                                   f"{tuple(total[name].shape)}")
             elif value.is_floating_point():
                 total[name] += value.double()
             elif not torch.equal(value, total[name]):
-                raise BundleError(f"{path}: integer tensor {name} differs from {first}; cannot average")
+                raise RunError(f"{path}: integer tensor {name} differs from {first}; cannot average")
     dtypes = {name: value.dtype for name, value in _model_weights(Path(paths[-1])).items()}
     return {name: (value / len(paths)).to(dtypes[name]) if value.is_floating_point() else value
             for name, value in total.items()}
@@ -60,11 +60,11 @@ def write_average(paths: list[str | Path], out: str | Path) -> Path:
 
 def _model_weights(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise BundleError(f"{path}: no such checkpoint")
+        raise RunError(f"{path}: no such checkpoint")
     try:
         state = checkpoint.load(path)
     except Exception as err:  # a truncated or foreign file: name it
-        raise BundleError(f"{path}: not a readable s2s checkpoint ({err})") from None
+        raise RunError(f"{path}: not a readable s2s checkpoint ({err})") from None
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise BundleError(f"{path}: not an s2s checkpoint (expected a dict with a 'model' entry)")
+        raise RunError(f"{path}: not an s2s checkpoint (expected a dict with a 'model' entry)")
     return state["model"]

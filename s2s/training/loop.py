@@ -5,39 +5,41 @@ A run directory holds ``config.yaml`` (the resolved recipe), ``vocab/`` (sentenc
 model, optimizer, schedule, RNG states and data position, so ``--resume`` continues the exact
 sequence of updates an uninterrupted run would have made.
 
+The :class:`Trainer` receives its parts built: model, optimizer, schedule, training batches, a
+validator (:mod:`s2s.training.validation`: named metrics), a reporter (:mod:`s2s.training.report`:
+every file the run writes) and :class:`TrainSettings`; it does no file I/O of its own.
+:func:`build_trainer` and :func:`train` wire them from a recipe.
+
 The hot path avoids host synchronisation: losses accumulate as device tensors and are read
 back only when a metrics line is written.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import logging
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from s2s.config import Recipe, SamplingConfig, TrainConfig, save_recipe
 from s2s.cpu.allocator import keep_freed_memory
-from s2s.config import Recipe, save_recipe
-from s2s.data.batching import Batch
+from s2s.data.batching import Batch, TokenBatcher
 from s2s.data.vocab import PAD
-from s2s.decoding.translator import Translator
-from s2s.evaluation.metrics import score
 from s2s.models.build import build_model, count_parameters
+from s2s.models.contract import Seq2Seq
 from s2s.training import checkpoint
-from s2s.training.averaging import step_checkpoints, write_average
-from s2s.training.losses import output_loss, sequence_loss
+from s2s.training.device import amp_on, autocast, pick_device, to_device
 from s2s.training.prepare import PreparedData, prepare_data
+from s2s.training.report import RunReporter
 from s2s.training.sampling import check_sampling, gold_probability, token_mixing
 from s2s.training.schedules import LRSchedule
-
-log = logging.getLogger(__name__)
+from s2s.training.validation import Validator, build_validator, check_best_metric, resolve_best_metric
 
 
 @dataclasses.dataclass
@@ -48,71 +50,81 @@ class Position:
     epoch: int = 0
     batch: int = 0  # batches of ``epoch`` already trained on
     elapsed: float = 0.0  # training wall time in seconds, summed over resumes
-    best: float | None = None
+    best: float | None = None  # the best metric, negated when lower is better (BestMetric.signed)
     bad_validations: int = 0
     stopped: str = ""
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
+@dataclass(frozen=True)
+class TrainSettings:
+    """What the loop reads of ``train``: step counts, limits, loss options (see TrainConfig's help)."""
+
+    update_freq: int = 1
+    clip_norm: float = 0.0
+    label_smoothing: float = 0.0
+    log_every: int = 50
+    valid_every: int = 500
+    max_steps: int = 0
+    max_epochs: int = 0
+    max_minutes: float = 0.0
+    patience: int = 0
+    average_last: int = 0
+    best_metric: str = "valid_loss"  # a name the validator returns, or an alias ("loss", "bleu")
+    progress: bool = False
+    amp: Literal["none", "bf16", "fp16"] = "none"  # as used on the device: "none" off GPUs
+    sampling: SamplingConfig = SamplingConfig()
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, device: torch.device) -> TrainSettings:
+        return cls(config.update_freq, config.clip_norm, config.label_smoothing, config.log_every,
+                   config.valid_every, config.max_steps, config.max_epochs, config.max_minutes, config.patience,
+                   config.average_last, config.best_metric, config.progress, amp_on(config.amp, device),
+                   config.sampling)
 
 
-def make_optimizer(model: torch.nn.Module, recipe: Recipe, device: torch.device) -> torch.optim.Optimizer:
-    c = recipe.train
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
-    if c.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, foreach=True)
-    cls = torch.optim.Adam if c.optimizer == "adam" else torch.optim.AdamW
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                               foreach=True)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     # fused kernels: one pass over all parameters per update on CPU and GPU alike
-    return cls(params, lr=c.lr, betas=c.betas, weight_decay=c.weight_decay, fused=True)
-
-
-def to_device(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    arrays = {"src": batch.src, "src_lengths": batch.src_lengths, "tgt_in": batch.tgt_in, "tgt_out": batch.tgt_out}
-    return {k: torch.from_numpy(v).to(device, non_blocking=True) for k, v in arrays.items()}
+    return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay, fused=True)
 
 
 class Trainer:
-    def __init__(self, recipe: Recipe, run_dir: Path, data: PreparedData, device: torch.device):
-        check_sampling(recipe)
-        self.recipe, self.run_dir, self.data, self.device = recipe, run_dir, data, device
-        self.model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt)).to(device)
-        self.optimizer = make_optimizer(self.model, recipe, device)
-        self.schedule = LRSchedule(self.optimizer, recipe.train, recipe.model.decoder.hidden)
+    """Updates ``model`` on ``batches`` until a limit of ``settings``; every ``valid_every``
+    updates scores it with ``validator`` and hands records and checkpoint states to ``reporter``."""
+
+    def __init__(self, model: Seq2Seq, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
+                 batches: TokenBatcher, validator: Validator, reporter: RunReporter, settings: TrainSettings,
+                 device: torch.device):
+        self.model, self.optimizer, self.schedule, self.batches = model, optimizer, schedule, batches
+        self.validator, self.reporter, self.settings, self.device = validator, reporter, settings, device
+        self.best_metric = resolve_best_metric(settings.best_metric, validator.higher_is_better)
         self.position = Position()
-        amp = recipe.train.amp if device.type == "cuda" else "none"
-        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
-        self.metrics = (run_dir / "metrics.jsonl").open("a", encoding="utf-8")
-        log.info("model: %d parameters on %s", count_parameters(self.model), device)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=settings.amp == "fp16")
 
     # ------------------------------------------------------------------ one update
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
     def train_step(self, batches: list[Batch]) -> torch.Tensor:
         """One update on the gradients of ``batches`` (``update_freq`` of them), normalised by
         their total target tokens; returns the summed smoothed loss (device tensor, no sync)."""
+        s = self.settings
         self.model.train()
         total = sum(b.num_tokens for b in batches)
         loss = torch.zeros((), device=self.device)
-        mixing = token_mixing(self.recipe.train.sampling, self.position.step)  # None: teacher forcing
+        mixing = token_mixing(s.sampling, self.position.step)  # None: teacher forcing
         for batch in batches:
             t = to_device(batch, self.device)
             keep = t["tgt_out"] != PAD  # only real target positions reach the output projection
-            with self._autocast():
+            with autocast(self.device, s.amp):
                 hidden = self.model.features(t["src"], t["src_lengths"], t["tgt_in"], mixing)[keep]
-            out = self.model.output
-            loss_sum = output_loss(hidden, out.matrix, out.bias, t["tgt_out"][keep], self.recipe.train.label_smoothing)
+            loss_sum = self.model.output_loss(hidden, t["tgt_out"][keep], s.label_smoothing)
             self.scaler.scale(loss_sum / total).backward()
             loss += loss_sum.detach()
-        if self.recipe.train.clip_norm > 0:
+        if s.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.recipe.train.clip_norm, foreach=True)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_norm, foreach=True)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
@@ -121,84 +133,51 @@ class Trainer:
         return loss
 
     # ------------------------------------------------------------------ validation
-    @torch.inference_mode()
-    def validation_loss(self) -> float:
-        """Per-token cross-entropy (no smoothing) on the validation set."""
-        self.model.eval()
-        total, tokens = 0.0, 0
-        for positions in self.data.valid.sequential(64):
-            batch = self.data.valid.collate(positions)
-            t = to_device(batch, self.device)
-            with self._autocast():
-                logits = self.model(t["src"], t["src_lengths"], t["tgt_in"])
-            total += float(sequence_loss(logits, t["tgt_out"]))
-            tokens += batch.num_tokens
-        return total / max(tokens, 1)
-
     def validate(self) -> dict:
-        c = self.recipe.train
-        result = {"step": self.position.step, "epoch": self.position.epoch, "valid_loss": self.validation_loss()}
-        result["valid_ppl"] = float(np.exp(min(result["valid_loss"], 50.0)))
-        if c.valid_bleu:
-            result["valid_bleu"] = self._valid_bleu()
-        value = result["valid_bleu"] if c.best_metric == "bleu" and c.valid_bleu else -result["valid_loss"]
-        improved = self.position.best is None or value > self.position.best
+        """Score the model, track the best metric, checkpoint; returns the metrics.jsonl record."""
+        p = self.position
+        metrics = self.validator(self.model)
+        value = self.best_metric.signed(metrics)
+        improved = p.best is None or value > p.best
         if improved:
-            self.position.best, self.position.bad_validations = value, 0
+            p.best, p.bad_validations = value, 0
         else:
-            self.position.bad_validations += 1
+            p.bad_validations += 1
         self.schedule.after_validation(improved)
-        result["best"] = improved
-        self.write_metrics(result)
-        self.save("last")
+        record = {"step": p.step, "epoch": p.epoch, **metrics, "best": improved}
+        self.reporter.validation(record)
+        state = self.state()
+        self.reporter.save("last", state)
         if improved:
-            self.save("best")
-        if c.average_last:
-            self._keep_step_weights(c.average_last)
-        return result
+            self.reporter.save("best", state)
+        if self.settings.average_last:
+            self.reporter.keep_step_weights(p.step, self.model.state_dict(), self.settings.average_last)
+        return record
 
-    def _keep_step_weights(self, keep: int) -> None:
-        """Weights only (no optimizer): ``step-N.pt`` for the last ``keep`` validations."""
-        folder = self.run_dir / "checkpoints"
-        checkpoint.save_atomic({"model": self.model.state_dict()}, folder / f"step-{self.position.step}.pt")
-        for old in step_checkpoints(folder)[:-keep]:
-            old.unlink()
-
-    def average(self) -> dict | None:
-        """Average the kept step weights into ``averaged.pt`` and score it on validation."""
-        paths = step_checkpoints(self.run_dir / "checkpoints")[-self.recipe.train.average_last:]
-        if not paths:
-            return None
-        out = write_average(paths, self.run_dir / "checkpoints" / "averaged.pt")
+    def average(self) -> None:
+        """Score the average of the kept step weights; the run's own weights stay as trained."""
+        averaged = self.reporter.average_steps(self.settings.average_last)
+        if averaged is None:
+            return
         trained = {k: v.clone() for k, v in self.model.state_dict().items()}
-        self.model.load_state_dict(checkpoint.load(out)["model"])
+        self.model.load_state_dict(averaged["model"])
         try:
-            result = {"step": self.position.step, "averaged": [p.name for p in paths],
-                      "valid_loss": self.validation_loss()}
-            if self.recipe.train.valid_bleu:
-                result["valid_bleu"] = self._valid_bleu()
+            metrics = self.validator(self.model)
         finally:
             self.model.load_state_dict(trained)
-        self.write_metrics(result)
-        return result
+        self.reporter.averaged({"step": self.position.step, "averaged": averaged["averaged"], **metrics})
 
-    def _valid_bleu(self) -> float:
-        translator = Translator(self.model, self.data.vocabs, self.recipe.decode, str(self.device))
-        hyps = translator.translate(self.data.valid_text.src, beam=self.recipe.train.valid_beam, n_best=1,
-                                    batch_size=128)
-        return score(hyps, self.data.valid_text.tgt, ["bleu"])["bleu"]
-
-    # ------------------------------------------------------------------ checkpoints
-    def save(self, name: str) -> None:
-        payload = {
+    # ------------------------------------------------------------------ checkpoint state
+    def state(self) -> dict:
+        """Everything an exact resume needs, in types ``torch.load(weights_only=True)`` accepts."""
+        return {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "position": dataclasses.asdict(self.position), "rng": checkpoint.rng_state(),
         }
-        checkpoint.save_atomic(payload, self.run_dir / "checkpoints" / f"{name}.pt")
 
-    def restore(self, path: Path) -> None:
-        state = checkpoint.load(path)
+    def restore(self, state: dict) -> None:
+        """Continue from :meth:`state` (a loaded ``last.pt``), RNGs included."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
@@ -207,93 +186,85 @@ class Trainer:
         self.position.stopped = ""
         self.schedule.set_lr(self.position.step + 1)
         checkpoint.set_rng_state(state["rng"])
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.position.step,
-                 self.position.epoch, self.position.batch)
-
-    def write_metrics(self, record: dict) -> None:
-        self.metrics.write(json.dumps(record) + "\n")
-        self.metrics.flush()
 
     # ------------------------------------------------------------------ the loop
     def _should_stop(self) -> str:
-        c, p = self.recipe.train, self.position
-        if c.max_steps and p.step >= c.max_steps:
+        s, p = self.settings, self.position
+        if s.max_steps and p.step >= s.max_steps:
             return "max_steps"
-        if c.max_epochs and p.epoch >= c.max_epochs:
+        if s.max_epochs and p.epoch >= s.max_epochs:
             return "max_epochs"
-        if c.max_minutes and p.elapsed >= 60.0 * c.max_minutes:
+        if s.max_minutes and p.elapsed >= 60.0 * s.max_minutes:
             return "max_minutes"
-        if c.patience and p.bad_validations >= c.patience:
+        if s.patience and p.bad_validations >= s.patience:
             return "early_stopping"
         return ""
 
     def run(self) -> Position:
-        c, p = self.recipe.train, self.position
-        bar = tqdm(total=c.max_steps or None, initial=p.step, disable=not c.progress, unit="upd",
-                   dynamic_ncols=True)
+        s, p = self.settings, self.position
+        self.reporter.start(p.step, s.max_steps or None)
         window_loss, window_tokens = torch.zeros((), device=self.device), 0
         base, started = p.elapsed, time.monotonic()
         window_start, last_validated = started, p.step
         while not (stop := self._should_stop()):
-            batches = self.data.train.epoch(p.epoch)
+            batches = self.batches.epoch(p.epoch)
             while p.batch < len(batches) and not (stop := self._should_stop()):
-                group = [self.data.train.collate(b) for b in batches[p.batch:p.batch + c.update_freq]]
+                group = [self.batches.collate(b) for b in batches[p.batch:p.batch + s.update_freq]]
                 window_loss += self.train_step(group)
                 window_tokens += sum(b.num_tokens for b in group)
                 p.batch += len(group)
                 now = time.monotonic()
                 p.elapsed = base + now - started  # wall time, validation included
-                bar.update(1)
-                if p.step % c.log_every == 0:
-                    record = self._log_window(float(window_loss), window_tokens, now - window_start)
-                    bar.set_postfix(self._postfix(record))
+                self.reporter.advance()
+                if p.step % s.log_every == 0:
+                    record = self._window_record(float(window_loss), window_tokens, now - window_start)
+                    self.reporter.train_window(record, self._postfix(record))
                     window_loss.zero_()
                     window_tokens, window_start = 0, now
-                if p.step % c.valid_every == 0:
-                    bar.write(self._describe(self.validate()))
+                if p.step % s.valid_every == 0:
+                    self.validate()
                     last_validated, window_start = p.step, time.monotonic()
             if p.batch >= len(batches):
                 p.epoch, p.batch = p.epoch + 1, 0
-        bar.close()
+        self.reporter.finish()
         if p.step > last_validated:
-            log.info(self._describe(self.validate()))
+            self.validate()
         p.stopped = stop
-        self.save("last")
-        log.info("stopped (%s) at step %d, epoch %d, after %.1f min", stop, p.step, p.epoch, p.elapsed / 60)
-        if c.average_last and (averaged := self.average()):
-            bleu = f", valid bleu {averaged['valid_bleu']:.2f}" if "valid_bleu" in averaged else ""
-            message = (f"averaged {', '.join(averaged['averaged'])} into averaged.pt: "
-                       f"valid loss {averaged['valid_loss']:.3f}{bleu}")
-            log.info(message)
-            if c.progress:
-                tqdm.write(message)
+        self.reporter.save("last", self.state())
+        self.reporter.log(f"stopped ({stop}) at step {p.step}, epoch {p.epoch}, after {p.elapsed / 60:.1f} min")
+        if s.average_last:
+            self.average()
         return p
 
-    def _log_window(self, loss_sum: float, tokens: int, seconds: float) -> dict:
-        record = {"step": self.position.step, "epoch": self.position.epoch,
-                  "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(tokens, 1),
-                  "tokens_per_s": tokens / max(seconds, 1e-9), "elapsed_s": round(self.position.elapsed, 1),
-                  # the probability of feeding gold tokens in the window's last update
-                  "teacher_forcing_ratio": gold_probability(self.recipe.train.sampling, self.position.step - 1)}
-        self.write_metrics(record)
-        return record
+    def _window_record(self, loss_sum: float, tokens: int, seconds: float) -> dict:
+        return {"step": self.position.step, "epoch": self.position.epoch,
+                "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(tokens, 1),
+                "tokens_per_s": tokens / max(seconds, 1e-9), "elapsed_s": round(self.position.elapsed, 1),
+                # the probability of feeding gold tokens in the window's last update
+                "teacher_forcing_ratio": gold_probability(self.settings.sampling, self.position.step - 1)}
 
     def _postfix(self, record: dict) -> dict:
         """Loss and speed, plus the time left when a time budget (not a step count) ends the run."""
+        s = self.settings
         postfix = {"loss": f"{record['train_loss']:.3f}", "tok/s": f"{record['tokens_per_s']:.0f}"}
-        if self.recipe.train.sampling.enabled:
+        if s.sampling.enabled:
             postfix["tf"] = f"{record['teacher_forcing_ratio']:.3f}"
-        minutes = self.recipe.train.max_minutes
-        if minutes and not self.recipe.train.max_steps:
-            left = max(0.0, 60 * minutes - self.position.elapsed)
+        if s.max_minutes and not s.max_steps:
+            left = max(0.0, 60 * s.max_minutes - self.position.elapsed)
             postfix["eta"] = f"{int(left // 60)}:{int(left % 60):02d}"
         return postfix
 
-    @staticmethod
-    def _describe(result: dict) -> str:
-        bleu = f" bleu {result['valid_bleu']:.2f}" if "valid_bleu" in result else ""
-        return (f"step {result['step']}: valid loss {result['valid_loss']:.3f} ppl {result['valid_ppl']:.2f}"
-                f"{bleu}{' (best)' if result['best'] else ''}")
+
+# --------------------------------------------------------------------------- wiring a recipe
+def build_trainer(recipe: Recipe, run_dir: Path, data: PreparedData, device: torch.device) -> Trainer:
+    """The parts of ``recipe`` built and handed to a :class:`Trainer` that reports into ``run_dir``."""
+    model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt)).to(device)
+    optimizer = make_optimizer(model, recipe.train)
+    schedule = LRSchedule(optimizer, recipe.train, model_dim=recipe.model.decoder.hidden)
+    reporter = RunReporter(run_dir, recipe.train.progress)
+    reporter.log(f"model: {count_parameters(model)} parameters on {device}")
+    return Trainer(model, optimizer, schedule, data.train, build_validator(recipe, data, device), reporter,
+                   TrainSettings.from_config(recipe.train, device), device)
 
 
 def setup_logging(run_dir: Path) -> None:
@@ -313,6 +284,7 @@ def seed_everything(seed: int) -> None:
 def train(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> Position:
     """Train ``recipe`` into ``run_dir``; with ``resume``, continue from ``last.pt`` exactly."""
     check_sampling(recipe)
+    check_best_metric(recipe.train)  # both before the run directory gets any file
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     setup_logging(run_dir)
@@ -323,8 +295,13 @@ def train(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> Position
     device = pick_device(recipe.train.device)
     if device.type == "cpu":
         keep_freed_memory()
-    trainer = Trainer(recipe, run_dir, prepare_data(recipe, run_dir), device)
-    last = run_dir / "checkpoints" / "last.pt"
-    if resume:
-        trainer.restore(last)
-    return trainer.run()
+    trainer = build_trainer(recipe, run_dir, prepare_data(recipe, run_dir), device)
+    try:
+        if resume:
+            last = run_dir / "checkpoints" / "last.pt"
+            trainer.restore(checkpoint.load(last))
+            p = trainer.position
+            trainer.reporter.log(f"resumed from {last} at step {p.step} (epoch {p.epoch}, batch {p.batch})")
+        return trainer.run()
+    finally:
+        trainer.reporter.close()

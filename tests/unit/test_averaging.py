@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from s2s.errors import BundleError
+from s2s.errors import RunError
 from s2s.training.averaging import average_weights, step_checkpoints, write_average
 from s2s.training.checkpoint import save_atomic
 from s2s.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[2]
+NO_BLEU = {"valid_bleu": False, "best_metric": "loss"}  # best.pt by validation loss
 
 
 def _save(path, **weights):
@@ -34,16 +35,16 @@ def test_average_is_the_elementwise_mean_and_keeps_integer_buffers(tmp_path):
 
 def test_mismatched_checkpoints_are_refused_with_their_names(tmp_path):
     a = _save(tmp_path / "a.pt", w=torch.zeros(2))
-    with pytest.raises(BundleError, match=r"b\.pt: w has shape \(3,\)"):
+    with pytest.raises(RunError, match=r"b\.pt: w has shape \(3,\)"):
         average_weights([a, _save(tmp_path / "b.pt", w=torch.zeros(3))])
-    with pytest.raises(BundleError, match=r"c\.pt: its weights do not match .*extra \['v'\]"):
+    with pytest.raises(RunError, match=r"c\.pt: its weights do not match .*extra \['v'\]"):
         average_weights([a, _save(tmp_path / "c.pt", w=torch.zeros(2), v=torch.zeros(1))])
-    with pytest.raises(BundleError, match=r"d\.pt: integer tensor n differs"):
+    with pytest.raises(RunError, match=r"d\.pt: integer tensor n differs"):
         average_weights([_save(tmp_path / "i.pt", n=torch.tensor(1)), _save(tmp_path / "d.pt", n=torch.tensor(2))])
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(BundleError, match=r"junk\.pt: not a readable s2s checkpoint"):
+    with pytest.raises(RunError, match=r"junk\.pt: not a readable s2s checkpoint"):
         average_weights([tmp_path / "junk.pt"])
-    with pytest.raises(BundleError, match=r"gone\.pt: no such checkpoint"):
+    with pytest.raises(RunError, match=r"gone\.pt: no such checkpoint"):
         average_weights([tmp_path / "gone.pt"])
 
 
@@ -56,7 +57,7 @@ def test_step_checkpoints_sort_by_step_number(tmp_path):
 
 def test_training_keeps_the_last_k_and_writes_their_average(tiny_recipe, tmp_path):
     run = tmp_path / "run"
-    train(tiny_recipe(train={"max_steps": 8, "valid_every": 2, "average_last": 2, "valid_bleu": False}), run)
+    train(tiny_recipe(train={"max_steps": 8, "valid_every": 2, "average_last": 2, **NO_BLEU}), run)
     folder = run / "checkpoints"
     assert [p.name for p in step_checkpoints(folder)] == ["step-6.pt", "step-8.pt"]
     averaged = torch.load(folder / "averaged.pt", weights_only=True)
@@ -76,18 +77,18 @@ def test_averaged_checkpoint_decodes_through_the_cli_and_unknown_names_are_liste
     from s2s.runs import load_run
 
     run = tmp_path / "run"
-    train(tiny_recipe(train={"max_steps": 4, "valid_every": 2, "average_last": 3, "valid_bleu": False}), run)
+    train(tiny_recipe(train={"max_steps": 4, "valid_every": 2, "average_last": 3, **NO_BLEU}), run)
     _, _, model = load_run(run, "averaged")
     averaged = torch.load(run / "checkpoints" / "averaged.pt", weights_only=True)["model"]
     assert all(torch.equal(model.state_dict()[n], averaged[n]) for n in averaged)
-    with pytest.raises(BundleError, match=r"step-3\.pt: no such checkpoint; the run has \['averaged', 'best', "
+    with pytest.raises(RunError, match=r"step-3\.pt: no such checkpoint; the run has \['averaged', 'best', "
                                           r"'last', 'step-2', 'step-4'\]"):
         load_run(run, "step-3")
 
 
 def test_tool_averages_a_run_and_explicit_files(tiny_recipe, tmp_path):
     run = tmp_path / "run"
-    train(tiny_recipe(train={"max_steps": 6, "valid_every": 2, "average_last": 3, "valid_bleu": False}), run)
+    train(tiny_recipe(train={"max_steps": 6, "valid_every": 2, "average_last": 3, **NO_BLEU}), run)
     folder = run / "checkpoints"
     tool = [sys.executable, str(ROOT / "tools" / "average_checkpoints.py")]
     done = subprocess.run([*tool, "--run", str(run), "--last", "2", "--output", str(tmp_path / "two.pt")],

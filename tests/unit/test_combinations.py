@@ -71,7 +71,7 @@ def test_combination_trains_decodes_and_exports_with_parity(multi30k_slice, tmp_
 
     recipe = recipe_from_dict(tiny_recipe_dict(
         multi30k_slice, model=_model_section(encoder, attention, decoder),
-        train={"max_steps": 20, "valid_every": 20, "valid_bleu": False, "lr": 0.02}))
+        train={"max_steps": 20, "valid_every": 20, "valid_bleu": False, "best_metric": "loss", "lr": 0.02}))
     position = train(recipe, tmp_path / "run")
     assert position.step == 20
     meta = export_bundle(tmp_path / "run", tmp_path / "bundle")

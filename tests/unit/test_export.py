@@ -37,7 +37,7 @@ def run_factory(tmp_path_factory, multi30k_slice):
                                        "encoder": {"type": cell, "hidden": 8, "layers": 2, "dropout": 0.1},
                                        "attention": {"type": attention},
                                        "decoder": {"type": cell, "hidden": 16, "layers": 2, "dropout": 0.1}},
-                train={"max_steps": 30, "valid_every": 30, "valid_bleu": False, "lr": 0.02}))
+                train={"max_steps": 30, "valid_every": 30, "valid_bleu": False, "best_metric": "loss", "lr": 0.02}))
             run = tmp_path_factory.mktemp(f"run-{attention}-{cell}")
             train(recipe, run)
             runs[attention, cell] = run

@@ -12,7 +12,7 @@ import torch
 from s2s.config import SamplingConfig
 from s2s.errors import ConfigError
 from s2s.models.sampling import TokenMixing
-from s2s.training.loop import Trainer, train
+from s2s.training.loop import Trainer, TrainSettings, build_trainer, train
 from s2s.training.prepare import prepare_data
 from s2s.training.sampling import gold_probability, token_mixing
 
@@ -198,8 +198,8 @@ def _recipe(tiny_recipe, decoder: str, sampling: dict, **train_section):
     return tiny_recipe(model={"embeddings": {"dim": 16, "dropout": 0.1},
                               "encoder": {"type": "lstm", "hidden": 8, "layers": 2, "dropout": 0.1},
                               "attention": attention, "decoder": {**section, "dropout": 0.1}},
-                       train={"max_steps": 8, "valid_every": 8, "valid_bleu": False, "sampling": sampling,
-                              **train_section})
+                       train={"max_steps": 8, "valid_every": 8, "valid_bleu": False, "best_metric": "loss",
+                              "sampling": sampling, **train_section})
 
 
 @pytest.mark.parametrize("decoder", ["lstm", "transformer"])
@@ -211,7 +211,7 @@ def test_ratio_one_trains_exactly_like_teacher_forcing(tiny_recipe, tmp_path, de
                            ("warmup", {"schedule": "linear", "warmup_steps": 100})):
         (tmp_path / name).mkdir()
         torch.manual_seed(0)
-        trainer = Trainer(_recipe(tiny_recipe, decoder, sampling), tmp_path / name, data, torch.device("cpu"))
+        trainer = build_trainer(_recipe(tiny_recipe, decoder, sampling), tmp_path / name, data, torch.device("cpu"))
         losses = [trainer.train_step([b]) for b in batches]
         runs.append((losses, [p.detach() for p in trainer.model.parameters()]))
     for losses, weights in runs[1:]:
@@ -260,5 +260,6 @@ def test_progress_bar_shows_the_ratio_only_when_sampling_is_on(tiny_recipe):
     record = {"train_loss": 3.0, "tokens_per_s": 100.0, "teacher_forcing_ratio": 0.625}
     for sampling, shown in (({}, None), ({"teacher_forcing_ratio": 0.625}, "0.625"),
                             ({"schedule": "linear", "warmup_steps": 10}, "0.625")):
-        trainer = SimpleNamespace(recipe=tiny_recipe(train={"sampling": sampling}), position=Position())
+        settings = TrainSettings.from_config(tiny_recipe(train={"sampling": sampling}).train, torch.device("cpu"))
+        trainer = SimpleNamespace(settings=settings, position=Position())
         assert Trainer._postfix(trainer, record).get("tf") == shown

@@ -1,13 +1,15 @@
-"""Training: exact resume, schedules, checkpoints."""
+"""Training: exact resume, schedules, checkpoints; the validator, the best metric and the reporter."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
 from s2s.config import TrainConfig
+from s2s.errors import ConfigError
 from s2s.training.loop import train
 from s2s.training.schedules import LRSchedule
 
@@ -33,11 +35,11 @@ def test_interrupted_and_resumed_run_ends_with_identical_weights(tiny_recipe, tm
 
 def test_resume_crosses_an_epoch_boundary(tiny_recipe, tmp_path):
     """The 200-pair slice (about 6,600 target tokens) makes 5 batches of 1,500: 12 updates span epochs."""
-    full = tiny_recipe(train={"max_steps": 12, "valid_every": 6, "valid_bleu": False, "batch_tokens": 1500})
+    no_bleu = {"valid_bleu": False, "best_metric": "loss", "batch_tokens": 1500}
+    full = tiny_recipe(train={"max_steps": 12, "valid_every": 6, **no_bleu})
     end = train(full, tmp_path / "full")
     assert end.epoch >= 1
-    train(tiny_recipe(train={"max_steps": 6, "valid_every": 6, "valid_bleu": False, "batch_tokens": 1500}),
-          tmp_path / "split")
+    train(tiny_recipe(train={"max_steps": 6, "valid_every": 6, **no_bleu}), tmp_path / "split")
     train(full, tmp_path / "split", resume=True)
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
     assert all(torch.equal(a[n], b[n]) for n in a)
@@ -49,8 +51,6 @@ def test_run_directory_contents(tiny_recipe, tmp_path):
     for name in ("config.yaml", "metrics.jsonl", "train.log", "checkpoints/last.pt", "checkpoints/best.pt",
                  "vocab/joint.model"):
         assert (run / name).is_file(), name
-    import json
-
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("train_loss" in r and r["tokens_per_s"] > 0 for r in lines)
     assert [r["step"] for r in lines if "valid_loss" in r] == [4, 8]
@@ -59,9 +59,8 @@ def test_run_directory_contents(tiny_recipe, tmp_path):
 
 
 def test_training_lowers_the_loss(tiny_recipe, tmp_path):
-    train(tiny_recipe(train={"max_steps": 30, "valid_every": 15, "valid_bleu": False, "lr": 0.01}), tmp_path / "r")
-    import json
-
+    train(tiny_recipe(train={"max_steps": 30, "valid_every": 15, "valid_bleu": False, "best_metric": "loss",
+                             "lr": 0.01}), tmp_path / "r")
     valid = [json.loads(x)["valid_loss"] for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
              if "valid_loss" in x]
     assert valid[-1] < valid[0]
@@ -134,7 +133,7 @@ def test_noam_schedule_is_vaswanis_equation_3():
 def test_update_freq_accumulates_like_one_batch_holding_both(tiny_recipe, tmp_path):
     """Two batches accumulated into one update move the weights as their union in one batch does
     (no dropout, plain SGD: the update is the gradient of the same token-averaged loss)."""
-    from s2s.training.loop import Trainer
+    from s2s.training.loop import build_trainer
     from s2s.training.prepare import prepare_data
 
     recipe = tiny_recipe(model={"embeddings": {"dim": 16, "dropout": 0.0},
@@ -147,7 +146,7 @@ def test_update_freq_accumulates_like_one_batch_holding_both(tiny_recipe, tmp_pa
     for name in ("apart", "together"):
         torch.manual_seed(0)
         (tmp_path / name).mkdir()
-        trainers.append(Trainer(recipe, tmp_path / name, data, torch.device("cpu")))
+        trainers.append(build_trainer(recipe, tmp_path / name, data, torch.device("cpu")))
     apart, together = trainers
     before = [p.detach().clone() for p in apart.model.parameters()]
     loss_apart = apart.train_step([data.train.collate(first), data.train.collate(second)])
@@ -159,13 +158,166 @@ def test_update_freq_accumulates_like_one_batch_holding_both(tiny_recipe, tmp_pa
 
 
 def test_update_freq_consumes_batches_in_groups_and_resumes_exactly(tiny_recipe, tmp_path):
-    full = tiny_recipe(train={"max_steps": 6, "valid_every": 3, "valid_bleu": False, "update_freq": 2})
+    no_bleu = {"valid_bleu": False, "best_metric": "loss", "update_freq": 2}
+    full = tiny_recipe(train={"max_steps": 6, "valid_every": 3, **no_bleu})
     end = train(full, tmp_path / "full")
     assert end.step == 6
-    train(tiny_recipe(train={"max_steps": 3, "valid_every": 3, "valid_bleu": False, "update_freq": 2}),
-          tmp_path / "split")
+    train(tiny_recipe(train={"max_steps": 3, "valid_every": 3, **no_bleu}), tmp_path / "split")
     middle = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["position"]
     assert (middle["epoch"], middle["batch"]) == (0, 6)
     train(full, tmp_path / "split", resume=True)
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
     assert all(torch.equal(a[n], b[n]) for n in a)
+
+
+# ---------------------------------------------------------------------------- validator, best metric, reporter
+def _parts(recipe, data):
+    """Model, optimizer and schedule of ``recipe``, seeded: what build_trainer makes, without a run dir."""
+    from s2s.models.build import build_model
+    from s2s.training.loop import make_optimizer
+
+    torch.manual_seed(0)
+    model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt))
+    optimizer = make_optimizer(model, recipe.train)
+    return model, optimizer, LRSchedule(optimizer, recipe.train, model_dim=recipe.model.decoder.hidden)
+
+
+class ScriptedValidator:
+    """Returns the next row of ``rows`` at each call, whatever the model."""
+
+    def __init__(self, higher_is_better: dict[str, bool], rows: list[dict[str, float]]):
+        self.higher_is_better, self.rows, self.calls = higher_is_better, list(rows), 0
+
+    def __call__(self, model):
+        self.calls += 1
+        return self.rows.pop(0)
+
+
+class RecordingReporter:
+    """Keeps every call (name, first argument) and writes nothing."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.calls.append((name, args[0] if args else None))
+
+
+def test_validator_returns_named_metrics_and_their_directions(tiny_recipe, tmp_path):
+    """A model whose logits are all zero predicts uniformly: valid_loss = ln V, valid_ppl = V."""
+    from s2s.training.prepare import prepare_data
+    from s2s.training.validation import build_validator, metric_directions
+
+    recipe = tiny_recipe()
+    data = prepare_data(recipe, tmp_path)
+    model, _, _ = _parts(recipe, data)
+    with torch.no_grad():
+        model.output.matrix.zero_()
+        model.output.bias.zero_()
+    validator = build_validator(recipe, data, torch.device("cpu"))
+    metrics = validator(model)
+    assert list(metrics) == ["valid_loss", "valid_ppl", "valid_bleu"]
+    assert validator.higher_is_better == {"valid_loss": False, "valid_ppl": False, "valid_bleu": True}
+    assert validator.higher_is_better == metric_directions(recipe.train)  # known before any data
+    vocab = len(data.vocabs.tgt)
+    assert metrics["valid_loss"] == pytest.approx(math.log(vocab), rel=1e-5)
+    assert metrics["valid_ppl"] == pytest.approx(vocab, rel=1e-4)
+    assert 0.0 <= metrics["valid_bleu"] <= 100.0
+    no_bleu = tiny_recipe(train={"valid_bleu": False, "best_metric": "loss"})
+    assert build_validator(no_bleu, data, torch.device("cpu"))(model) == pytest.approx(
+        {"valid_loss": metrics["valid_loss"], "valid_ppl": metrics["valid_ppl"]})
+
+
+def test_best_metric_names_any_metric_or_an_old_alias():
+    from s2s.training.validation import resolve_best_metric
+
+    directions = {"valid_loss": False, "valid_ppl": False, "valid_bleu": True}
+    assert resolve_best_metric("loss", directions).name == "valid_loss"
+    assert resolve_best_metric("bleu", directions).higher_is_better
+    ppl = resolve_best_metric("valid_ppl", directions)
+    assert (ppl.name, ppl.higher_is_better, ppl.signed({"valid_ppl": 12.5})) == ("valid_ppl", False, -12.5)
+    with pytest.raises(ConfigError, match=r"train\.best_metric = 'bleu'.*valid_bleu is false.*valid_loss, valid_ppl"):
+        resolve_best_metric("bleu", {"valid_loss": False, "valid_ppl": False})
+
+
+@pytest.mark.parametrize("name,higher,best_step", [("score", True, 4), ("error", False, 8)])
+def test_best_checkpoint_is_the_validation_where_the_named_metric_was_best(tiny_recipe, tmp_path, name, higher,
+                                                                            best_step):
+    """The scripted metric goes 1, 3, 2, 0 at steps 2, 4, 6, 8: best.pt is the maximum's step
+    when higher is better, the minimum's when lower is."""
+    from s2s.training.loop import Trainer, TrainSettings
+    from s2s.training.prepare import prepare_data
+    from s2s.training.report import RunReporter
+
+    recipe = tiny_recipe()
+    data = prepare_data(recipe, tmp_path)
+    rows = [{name: value} for value in (1.0, 3.0, 2.0, 0.0)]
+    run = tmp_path / "run"
+    run.mkdir()
+    settings = TrainSettings(max_steps=8, valid_every=2, log_every=2, best_metric=name)
+    trainer = Trainer(*_parts(recipe, data), data.train, ScriptedValidator({name: higher}, rows), RunReporter(run, False),
+                      settings, torch.device("cpu"))
+    trainer.run()
+    best = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["position"]
+    assert best["step"] == best_step
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r.get("best")] == ([2, 4] if higher else [2, 8])
+
+
+@pytest.mark.parametrize("train_section,named", [({"best_metric": "rouge"}, "'rouge'"),
+                                                 ({"best_metric": "bleu", "valid_bleu": False}, "valid_bleu is false")])
+def test_unknown_best_metric_fails_before_the_run_directory_gets_a_file(tiny_recipe, tmp_path, train_section, named):
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"train\.best_metric") as error:
+        train(tiny_recipe(train=train_section), run)
+    assert named in str(error.value) and "valid_loss, valid_ppl" in str(error.value)
+    assert not run.exists()
+
+
+def test_trainer_writes_no_file_and_hands_everything_to_the_reporter(tiny_recipe, tmp_path, monkeypatch):
+    """Every open, torch.save and os.open during the run fails the test: records, checkpoint
+    states and step weights reach the reporter, in order."""
+    import builtins
+    import io
+    import os
+
+    from s2s.training.loop import Trainer, TrainSettings
+    from s2s.training.prepare import prepare_data
+
+    recipe = tiny_recipe()
+    data = prepare_data(recipe, tmp_path)
+    reporter = RecordingReporter()
+    validator = ScriptedValidator({"valid_loss": False}, [{"valid_loss": v} for v in (3.0, 2.0, 2.5)])
+    settings = TrainSettings(max_steps=6, valid_every=2, log_every=3, average_last=2)
+    trainer = Trainer(*_parts(recipe, data), data.train, validator, reporter, settings, torch.device("cpu"))
+
+    def no_io(*args, **kwargs):
+        raise AssertionError(f"the trainer touched a file: {args[:1]}")
+
+    for owner, name in ((builtins, "open"), (io, "open"), (os, "open"), (torch, "save")):
+        monkeypatch.setattr(owner, name, no_io)
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    trainer.run()
+    monkeypatch.undo()
+    assert not list(work.iterdir())
+    names = [name for name, _ in reporter.calls]
+    assert names.count("validation") == 3 and names.count("train_window") == 2 and names.count("advance") == 6
+    saved = [arg for name, arg in reporter.calls if name == "save"]
+    assert saved == ["last", "best", "last", "best", "last", "last"]  # the final last.pt after the loop
+    assert [arg for name, arg in reporter.calls if name == "keep_step_weights"] == [2, 4, 6]
+    assert names[-1] == "average_steps"  # None from the stub: nothing to score
+    assert [r["best"] for name, r in reporter.calls if name == "validation"] == [True, True, False]
+
+
+def test_model_output_loss_is_the_projection_then_cross_entropy(tiny_model_factory):
+    from s2s.training.losses import sequence_loss
+
+    model = tiny_model_factory()
+    hidden = torch.randn(7, model.output.matrix.size(1), generator=torch.Generator().manual_seed(0))
+    targets = torch.randint(1, model.output.matrix.size(0), (7,), generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model.output_loss(hidden, targets, 0.1),
+                               sequence_loss(model.output(hidden), targets, 0.1), rtol=1e-5, atol=1e-5)

@@ -1,0 +1,105 @@
+"""Everything a training run writes, in one object: the run's single writer.
+
+The loop hands its records and checkpoint states to a :class:`RunReporter` and writes nothing
+itself, so that under data parallelism rank 0 alone holds a reporter. Under ``run_dir``:
+
+* ``metrics.jsonl``: one JSON record a line (training windows, validations, the averaged weights);
+* ``checkpoints/{last,best}.pt``: everything an exact resume needs;
+* ``checkpoints/step-N.pt``: the weights of the last ``keep`` validations, and their average
+  ``checkpoints/averaged.pt``;
+* log lines, to the ``s2s`` logger (``train.log``) and beside the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from s2s.training import checkpoint
+from s2s.training.averaging import step_checkpoints, write_average
+
+log = logging.getLogger(__name__)
+
+
+def describe(record: dict) -> str:
+    """``step 8: valid_loss 3.412 valid_ppl 30.331 valid_bleu 1.250 (best)``: every metric of a validation."""
+    metrics = " ".join(f"{k} {v:.3f}" for k, v in record.items() if k.startswith("valid_"))
+    return f"step {record['step']}: {metrics}{' (best)' if record.get('best') else ''}"
+
+
+class RunReporter:
+    def __init__(self, run_dir: str | Path, progress: bool = True):
+        self.run_dir, self.progress = Path(run_dir), progress
+        self.checkpoints = self.run_dir / "checkpoints"
+        self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        self.bar: tqdm | None = None
+
+    # ------------------------------------------------------------------ progress and log lines
+    def start(self, step: int, total: int | None) -> None:
+        """Open the progress bar at update ``step`` of ``total`` (None: no known end)."""
+        self.bar = tqdm(total=total, initial=step, disable=not self.progress, unit="upd", dynamic_ncols=True)
+
+    def advance(self) -> None:
+        self.bar.update(1)
+
+    def finish(self) -> None:
+        """Close the progress bar; later lines go to the log."""
+        self.bar.close()
+        self.bar = None
+
+    def log(self, message: str) -> None:
+        log.info(message)
+
+    def say(self, message: str) -> None:
+        """Beside the progress bar while it runs (tqdm keeps the bar below), else to the log."""
+        if self.bar is not None:
+            self.bar.write(message)
+        else:
+            log.info(message)
+
+    # ------------------------------------------------------------------ metrics.jsonl
+    def write(self, record: dict) -> None:
+        self.metrics.write(json.dumps(record) + "\n")
+        self.metrics.flush()  # a line per record survives a crash; tail -f shows it at once
+
+    def train_window(self, record: dict, postfix: dict) -> None:
+        self.write(record)
+        self.bar.set_postfix(postfix)
+
+    def validation(self, record: dict) -> None:
+        self.write(record)
+        self.say(describe(record))
+
+    def averaged(self, record: dict) -> None:
+        self.write(record)
+        metrics = ", ".join(f"{k} {v:.3f}" for k, v in record.items() if k.startswith("valid_"))
+        message = f"averaged {', '.join(record['averaged'])} into averaged.pt: {metrics}"
+        log.info(message)
+        if self.progress:
+            tqdm.write(message)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, name: str, state: dict) -> None:
+        """``checkpoints/{name}.pt``, written atomically."""
+        checkpoint.save_atomic(state, self.checkpoints / f"{name}.pt")
+
+    def keep_step_weights(self, step: int, weights: dict[str, torch.Tensor], keep: int) -> None:
+        """Weights only (no optimizer): ``step-N.pt`` for the last ``keep`` validations."""
+        checkpoint.save_atomic({"model": weights}, self.checkpoints / f"step-{step}.pt")
+        for old in step_checkpoints(self.checkpoints)[:-keep]:
+            old.unlink()
+
+    def average_steps(self, keep: int) -> dict | None:
+        """Average the last ``keep`` step weights into ``averaged.pt``; returns that checkpoint
+        (``model``: the weights, ``averaged``: the file names), None when none was kept."""
+        paths = step_checkpoints(self.checkpoints)[-keep:]
+        if not paths:
+            return None
+        return checkpoint.load(write_average(paths, self.checkpoints / "averaged.pt"))
+
+    def close(self) -> None:
+        self.metrics.close()

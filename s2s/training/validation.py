@@ -1,0 +1,145 @@
+"""Validation: a model in, named metrics out, and for each name the direction that is better.
+
+A :class:`Validator` runs its scorers in turn and merges what they return, e.g.
+``{"valid_loss": 2.31, "valid_ppl": 10.1, "valid_bleu": 27.4}``. The loop picks ``best.pt``,
+stops early and decays the plateau schedule by any one of these names (``train.best_metric``,
+resolved by :func:`resolve_best_metric`), so a new metric (ROUGE for summarization) is a new
+scorer here and nothing in the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from s2s.config import Recipe, TrainConfig
+from s2s.data.batching import TokenBatcher
+from s2s.data.vocab import Vocabs
+from s2s.decoding.translator import Translator
+from s2s.errors import ConfigError
+from s2s.evaluation.metrics import score
+from s2s.models.contract import Seq2Seq
+from s2s.search.options import DecodeOptions
+from s2s.training.device import autocast, to_device
+from s2s.training.losses import sequence_loss
+from s2s.training.prepare import PreparedData
+
+# names train.best_metric took before it could name any metric; kept so old recipes load
+ALIASES = {"loss": "valid_loss", "bleu": "valid_bleu"}
+
+
+class Scorer(Protocol):
+    higher_is_better: dict[str, bool]  # every metric name the scorer returns -> its direction
+
+    def __call__(self, model: Seq2Seq) -> dict[str, float]: ...
+
+
+class LossScorer:
+    """``valid_loss``: per-token cross-entropy without smoothing (nats), summed over the non-pad
+    target tokens of the validation set and divided by their number; ``valid_ppl`` = exp of it."""
+
+    higher_is_better = {"valid_loss": False, "valid_ppl": False}
+
+    def __init__(self, batches: TokenBatcher, device: torch.device, amp: str = "none"):
+        self.batches, self.device, self.amp = batches, device, amp
+
+    @classmethod
+    def from_run(cls, recipe: Recipe, data: PreparedData, device: torch.device) -> LossScorer:
+        return cls(data.valid, device, recipe.train.amp)
+
+    @torch.inference_mode()
+    def __call__(self, model: Seq2Seq) -> dict[str, float]:
+        model.eval()
+        total, tokens = 0.0, 0
+        for positions in self.batches.sequential(64):
+            batch = self.batches.collate(positions)
+            t = to_device(batch, self.device)
+            with autocast(self.device, self.amp):
+                logits = model(t["src"], t["src_lengths"], t["tgt_in"])
+            total += float(sequence_loss(logits, t["tgt_out"]))
+            tokens += batch.num_tokens
+        loss = total / max(tokens, 1)
+        return {"valid_loss": loss, "valid_ppl": float(np.exp(min(loss, 50.0)))}  # exp overflows past ~709
+
+
+class BleuScorer:
+    """``valid_bleu``: corpus BLEU (sacrebleu) of the validation sources translated with beam
+    ``beam`` (1 = greedy) and the run's decoding settings, against the references."""
+
+    higher_is_better = {"valid_bleu": True}
+
+    def __init__(self, src: list[str], refs: list[str], vocabs: Vocabs, decode: DecodeOptions, beam: int,
+                 device: torch.device):
+        self.src, self.refs, self.vocabs, self.decode, self.beam, self.device = src, refs, vocabs, decode, beam, device
+
+    @classmethod
+    def from_run(cls, recipe: Recipe, data: PreparedData, device: torch.device) -> BleuScorer:
+        return cls(data.valid_text.src, data.valid_text.tgt, data.vocabs, recipe.decode, recipe.train.valid_beam,
+                   device)
+
+    def __call__(self, model: Seq2Seq) -> dict[str, float]:
+        translator = Translator(model, self.vocabs, self.decode, str(self.device))
+        hyps = translator.translate(self.src, beam=self.beam, n_best=1, batch_size=128)
+        return {"valid_bleu": score(hyps, self.refs, ["bleu"])["bleu"]}
+
+
+class Validator:
+    """Scores a model with each scorer in turn: ``validator(model)`` -> {metric name: value}."""
+
+    def __init__(self, scorers: list[Scorer]):
+        self.scorers = scorers
+        self.higher_is_better = {name: up for s in scorers for name, up in s.higher_is_better.items()}
+
+    def __call__(self, model: Seq2Seq) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        for scorer in self.scorers:
+            metrics.update(scorer(model))
+        return metrics
+
+
+def _scorer_types(config: TrainConfig) -> list[type]:
+    """The scorers that ``train`` switches on; :func:`build_validator` and
+    :func:`metric_directions` both read this list, so the names known early are the names returned."""
+    return [LossScorer, BleuScorer] if config.valid_bleu else [LossScorer]
+
+
+def metric_directions(config: TrainConfig) -> dict[str, bool]:
+    """The metric names a run's validator will return, each -> higher is better; known before any data."""
+    return {name: up for kind in _scorer_types(config) for name, up in kind.higher_is_better.items()}
+
+
+def build_validator(recipe: Recipe, data: PreparedData, device: torch.device) -> Validator:
+    return Validator([kind.from_run(recipe, data, device) for kind in _scorer_types(recipe.train)])
+
+
+@dataclass(frozen=True)
+class BestMetric:
+    """The validation metric that picks ``best.pt``, drives early stopping and the plateau schedule."""
+
+    name: str
+    higher_is_better: bool
+
+    def signed(self, metrics: dict[str, float]) -> float:
+        """The metric with the sign that makes higher better (a loss negated), as ``Position.best``
+        holds it, so that checkpoints written before any metric could be named resume unchanged."""
+        value = metrics[self.name]
+        return value if self.higher_is_better else -value
+
+
+def resolve_best_metric(choice: str, directions: dict[str, bool]) -> BestMetric:
+    """``train.best_metric`` (a metric name or an alias of :data:`ALIASES`) among ``directions``."""
+    name = ALIASES.get(choice, choice)
+    if name not in directions:
+        why = " (train.valid_bleu is false)" if name == "valid_bleu" else ""
+        aliases = [alias for alias, target in ALIASES.items() if target in directions]
+        raise ConfigError(f"train.best_metric = {choice!r}: validation does not compute {name!r}{why}; "
+                          f"available: {', '.join(directions)} (aliases: {', '.join(aliases) or 'none'})")
+    return BestMetric(name, directions[name])
+
+
+def check_best_metric(config: TrainConfig) -> BestMetric:
+    """Refuse, before any work, a ``train.best_metric`` that validation would not compute."""
+    return resolve_best_metric(config.best_metric, metric_directions(config))
