@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from s2s.models.contract import Seq2Seq, select
+from s2s.search.hypotheses import SpecialIds
 
 
 class ModelDecoder:
@@ -20,23 +21,32 @@ class ModelDecoder:
 
     # memory is expanded to one row per hypothesis, as the model's own step expects on any decoder
     memory_per_sentence = False
+    # EOS alone is banned in place on the device: cheaper than a wider top k (one more topk pass)
+    widens_for_eos = False
 
-    def __init__(self, model: Seq2Seq, bos: int, device: torch.device | str = "cpu"):
-        self.model, self.bos, self.device = model, bos, torch.device(device)
+    def __init__(self, model: Seq2Seq, special: SpecialIds, device: torch.device | str = "cpu"):
+        self.model, self.bos, self.eos, self.device = model, special.bos, special.eos, torch.device(device)
 
     def _tensor(self, array: np.ndarray) -> Tensor:
-        return torch.from_numpy(array).to(self.device)
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
 
     def start(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[dict, dict]:
         """Encode a padded batch: (B, S) ids and (B,) lengths -> memory, initial state."""
         return self.model.encode(self._tensor(src), self._tensor(src_lengths))
 
-    def select(self, tokens, state, memory, scores, blocks, k, mask):
+    def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos):
         logits, state, _ = self.model.step(self._tensor(tokens), state, memory)
-        log_probs = torch.log_softmax(logits.float(), -1)
+        candidates = torch.log_softmax(logits.float(), -1)
+        if ban_eos:
+            candidates[:, self.eos] = float("-inf")
         if mask is not None:
-            log_probs = log_probs + self._tensor(mask)
-        candidates = (self._tensor(scores) + log_probs).view(blocks, -1)
+            candidates = candidates + self._tensor(mask)
+        if scores is not None:
+            candidates = candidates + self._tensor(scores)
+        candidates = candidates.view(blocks, -1)
+        if k <= 2:  # greedy: argmax passes, ties to the lower index, cheaper than topk on CPU
+            return (*_top_two(candidates, k), state)
         values, index = candidates.topk(k, dim=1)
         values, index = values.cpu().numpy(), index.cpu().numpy()
         if (values[:, 1:] == values[:, :-1]).any():  # torch.topk orders equal values arbitrarily
@@ -49,3 +59,15 @@ class ModelDecoder:
 
     def take_memory(self, memory: dict, rows: np.ndarray) -> dict:
         return select(memory, self._tensor(rows))
+
+
+def _top_two(candidates: Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The k <= 2 best of each row by argmax passes, ties to the lower index (greedy asks for 1).
+    On CPU ``topk(2)`` over a vocabulary of 8000 measured several times one ``max``.
+    ``candidates`` is overwritten."""
+    values, index = candidates.max(1, keepdim=True)
+    if k == 2:
+        candidates.scatter_(1, index, float("-inf"))
+        second, second_index = candidates.max(1, keepdim=True)
+        values, index = torch.cat([values, second], 1), torch.cat([index, second_index], 1)
+    return values.cpu().numpy(), index.cpu().numpy()

@@ -25,7 +25,7 @@ class Translator(base.Translator):
         self.model, self.vocabs, self.options, self.device = model.eval(), vocabs, options, torch.device(device)
         self.special = vocabs.special
         self.vocab_size = model.tgt_embed.num_embeddings
-        self.decoder = ModelDecoder(self.model, self.special.bos, self.device)
+        self.decoder = ModelDecoder(self.model, self.special, self.device)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> "Translator":

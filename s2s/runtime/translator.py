@@ -96,7 +96,7 @@ class Translator(base.Translator):
         self.has_search_head = {"search.mask", "search.scores", "search.shape", "search.k"} <= inputs
         self._select_outputs = ["top_values", "top_indices"] + [f"next.{n}" for n in bundle.state]
         self._feed_names = [(f"state.{n}", n) for n in bundle.state], [(f"memory.{n}", n) for n in self._memory_fed]
-        self._head_inputs: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}  # (blocks, k) -> shape, k
+        self._head_inputs: dict[tuple[int, int, int], tuple] = {}  # (blocks, k, rows) -> zero scores, shape, k
         self.vocab_size = int(bundle.meta["vocab"].get("target_size") or len(self.tgt_vocab))
 
     @classmethod
@@ -124,17 +124,24 @@ class Translator(base.Translator):
         outputs = self._run_step(self._step_outputs, self._feeds(tokens, state, memory))
         return outputs[0], dict(zip(self.bundle.state, outputs[1:-1])), outputs[-1]
 
-    def select(self, tokens: np.ndarray, state: dict, memory: dict, scores: np.ndarray, blocks: int, k: int,
-               mask: np.ndarray | None):
+    widens_for_eos = True  # below min_len the head returns one more candidate per row: no (N, V) mask
+
+    def select(self, tokens: np.ndarray, state: dict, memory: dict, scores: np.ndarray | None, blocks: int, k: int,
+               mask: np.ndarray | None, ban_eos: bool = False):
         """One step and the beam's choice in one onnxruntime call: each sentence's k best of
-        ``log_probs + mask + scores`` over its K*V candidates, and the next state."""
+        ``log_probs + mask + scores`` over its K*V candidates, and the next state. Without scores
+        (greedy) the head adds zeros."""
+        if ban_eos:
+            raise ValueError("the runtime bans EOS by widening (widens_for_eos): the search never asks ban_eos")
         if not self.has_search_head:
             return ArrayDecoder(self.step, self.bos).select(tokens, state, memory, scores, blocks, k, mask)
         feeds = self._feeds(tokens, state, memory)
-        head = self._head_inputs.get((blocks, k))
+        head = self._head_inputs.get((blocks, k, len(tokens)))
         if head is None:
-            head = self._head_inputs[blocks, k] = np.array([blocks, -1], np.int64), np.array([k], np.int64)
-        feeds["search.scores"], feeds["search.shape"], feeds["search.k"] = scores, *head
+            head = self._head_inputs[blocks, k, len(tokens)] = (np.zeros((len(tokens), 1), np.float32),
+                                                                np.array([blocks, -1], np.int64), np.array([k], np.int64))
+        zeros, feeds["search.shape"], feeds["search.k"] = head
+        feeds["search.scores"] = zeros if scores is None else scores
         if mask is not None:
             feeds["search.mask"] = mask
         outputs = self._run_step(self._select_outputs, feeds)

@@ -26,13 +26,17 @@ class Decoder(Protocol):
 
     bos: int
     memory_per_sentence: bool  # the step takes B memory rows for B * K state rows
+    # How EOS alone is banned (below the minimum length): True, by asking for one more candidate
+    # per row and dropping EOS here (no (N, V) mask leaves the graph); False, by ``ban_eos``.
+    widens_for_eos: bool
 
-    def select(self, tokens: np.ndarray, state: Any, memory: Any, scores: np.ndarray, blocks: int, k: int,
-               mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, Any]:
+    def select(self, tokens: np.ndarray, state: Any, memory: Any, scores: np.ndarray | None, blocks: int, k: int,
+               mask: np.ndarray | None, ban_eos: bool) -> tuple[np.ndarray, np.ndarray, Any]:
         """One step for tokens (N,), then each of ``blocks`` sentences' k best of
         ``log_probs + mask + scores`` over its (N / blocks) * V candidates: values (blocks, k) float32
         largest first (ties to the lower index), indices (blocks, k) into the sentence's rows * V,
-        and the next state. ``scores``: (N, 1); ``mask``: (1 or N, V) or None."""
+        and the next state. ``scores``: (N, 1), or None for none (greedy); ``mask``: (1 or N, V)
+        or None; ``ban_eos``: EOS at -inf too (only asked of a decoder that does not widen)."""
 
     def reorder(self, state: Any, rows: np.ndarray) -> Any: ...
 
@@ -49,11 +53,12 @@ def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int
     history = np.empty((batch, 0), dtype=np.int64)
     log_prob = np.zeros(batch, dtype=np.float32)
     done = np.zeros(batch, dtype=bool)
-    zeros = np.zeros((batch, 1), dtype=np.float32)
     for t in range(int(constraints.max_lens.max()) + 1):
         mask, eos_only = constraints.plan(t, history, vocab)
-        best, index, state = decoder.select(tokens, state, memory, zeros, batch, 2 if eos_only else 1, mask)
-        if eos_only:
+        widen = eos_only and decoder.widens_for_eos
+        best, index, state = decoder.select(tokens, state, memory, None, batch, 2 if widen else 1, mask,
+                                            eos_only and not widen)
+        if widen:
             best, index = drop_eos(best, index, vocab, 1, eos)
         tokens = np.where(done, eos, index[:, 0])
         log_prob = log_prob + np.where(done, np.float32(0.0), best[:, 0])
@@ -97,11 +102,13 @@ def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, 
     tokens = np.full(batch * width, decoder.bos, dtype=np.int64)
     for t in range(int(constraints.max_lens.max()) + 1):
         mask, eos_only = constraints.plan(t, history, vocab)
-        wanted = min(2 * k + width, width * vocab) if eos_only else 2 * k
-        values, index, state = decoder.select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask)
+        widen = eos_only and decoder.widens_for_eos
+        wanted = min(2 * k + width, width * vocab) if widen else 2 * k
+        values, index, state = decoder.select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask,
+                                              eos_only and not widen)
         # rows (the hypotheses continued; None: each its own), tokens, scores (B, k), and which
         # sentences are done (None: no sentence finished a hypothesis at this step)
-        rows, tokens, scores, done = choose(values, index, width, alive, finished, history, t, eos_only)
+        rows, tokens, scores, done = choose(values, index, width, alive, finished, history, t, widen)
         if done is not None and done.all():
             break
         if done is not None and done.any():  # finished sentences leave the batch

@@ -14,7 +14,7 @@ from s2s.decoding.decoder import ModelDecoder
 from s2s.models.contract import select
 from s2s.search import loops
 from s2s.search.constraints import Constraints
-from s2s.search.hypotheses import gnmt_length_penalty, normalized_score
+from s2s.search.hypotheses import SpecialIds, gnmt_length_penalty, normalized_score
 
 torch.set_num_threads(1)
 
@@ -110,7 +110,7 @@ def _start(model, src, src_lengths, limits, min_len, no_repeat_ngram):
     vocab = model.tgt_embed.num_embeddings if hasattr(model, "tgt_embed") else V
     memory, state = model.encode(src, src_lengths)
     constraints = Constraints(limits.numpy(), EOS, min_len, no_repeat_ngram)
-    return ModelDecoder(model, BOS), memory, state, constraints, vocab
+    return ModelDecoder(model, SpecialIds(0, 1, BOS, EOS)), memory, state, constraints, vocab
 
 
 @torch.no_grad()
@@ -362,9 +362,9 @@ def test_numpy_and_torch_backends_give_the_same_search(beam, min_len, small_rows
     calls = []
 
     class Counting(ArrayDecoder):
-        def select(self, tokens, state, memory, scores, blocks, k, mask):
+        def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos=False):
             calls.append((k, mask is None))
-            return super().select(tokens, state, memory, scores, blocks, k, mask)
+            return super().select(tokens, state, memory, scores, blocks, k, mask, ban_eos)
 
     decoder = Counting(step, BOS)
     memory, state = {"table": src[:, 0].numpy()}, {"steps": np.zeros(len(tables), np.int64)}
