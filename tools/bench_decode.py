@@ -172,6 +172,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.random_init == (args.model is not None) or (args.random_init and not args.arch):
         parser.error("give either --model RUN, or --random-init with --arch")
+    if args.against and any(not (e == "torch" or e.startswith("runtime-")) for e in args.engines.split(",")):
+        parser.error("--against times the torch and runtime-* engines only")
     if args.batch:
         args.batches = str(args.batch)
     if args.beam:
@@ -196,8 +198,6 @@ def main() -> int:
         bundle = str(Path(scratch.name) / "bundle")
         export_bundle(args.model, bundle, quantize="int8")
     if args.against:
-        if any(not (e == "torch" or e.startswith("runtime-")) for e in args.engines.split(",")):
-            parser.error("--against times the torch and runtime-* engines only")
         rows = against(args, lines, bundle)
         _write_json(args, rows, torch.__version__)
         return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -155,6 +156,27 @@ def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
     result = json.loads(out.read_text())
     assert result["sentences"] == 40 and result["differing_sentences"] == 0, done.stdout
     assert result["max_abs_log_prob_diff"] <= 1e-4
+
+
+def test_decode_benchmark_times_this_checkout_against_another(trained_run):
+    """bench_decode --against TREE: each setting in fresh processes of both trees, alternating;
+    against this very checkout the tokens agree and both trees' rates are recorded per round."""
+    work, run, files = trained_run
+    out = work / "against.json"
+    root = Path(__file__).resolve().parents[2]
+    done = _tool("bench_decode.py", "--model", run, "--source", files["test.en"], "--limit", "6", "--batches", "4",
+                 "--beams", "2", "--min-len", "2", "--max-len", "2", "--engines", "torch,runtime-fp32",
+                 "--against", root, "--rounds", "2", "--passes", "1", "--json", out, timeout=600)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(out.read_text())
+    assert data["meta"]["against"] == str(root)
+    assert [(r["engine"], r["batch"], r["beam"]) for r in data["rows"]] == [("torch", 4, 2), ("runtime-fp32", 4, 2)]
+    for r in data["rows"]:
+        assert r["differing"] == 0 and len(r["this_tokens_per_s"]) == len(r["against_tokens_per_s"]) == 2
+        assert r["median_ratio"] > 0 and all(rate > 0 for rate in r["this_tokens_per_s"] + r["against_tokens_per_s"])
+    refused = _tool("bench_decode.py", "--model", run, "--source", files["test.en"], "--engines", "ctranslate2-fp32",
+                    "--against", root, timeout=300)
+    assert refused.returncode != 0 and "--against times the torch and runtime-* engines only" in refused.stderr
 
 
 def test_training_benchmark_reports_the_median_round(tmp_path):
