@@ -34,11 +34,11 @@ def open_output(path: str | None):
 def add_decode_options(parser) -> None:
     """One flag per field of :class:`~s2s.search.options.DecodeOptions`, its help and type taken
     from there; a flag left out keeps the run's or the bundle's own default."""
-    from s2s.search.options import option_fields
+    from s2s.search.options import option_fields, option_type
 
     group = parser.add_argument_group("decoding (defaults: the run's or the bundle's decode section)")
     for f in option_fields():
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=float if f.type == "float" else int,
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=option_type(f),
                            help=f"{f.metadata['help']} (default: {f.default} unless the model says otherwise)")
     group.add_argument("--checkpoint", default="best", metavar="NAME",
                        help="which weights of a run: best, last, averaged or step-N (default: best)")

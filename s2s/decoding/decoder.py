@@ -45,8 +45,9 @@ class ModelDecoder:
         if scores is not None:
             candidates = candidates + self._tensor(scores)
         candidates = candidates.view(blocks, -1)
-        if k <= 2:  # greedy: argmax passes, ties to the lower index, cheaper than topk on CPU
-            return (*_top_two(candidates, k), state)
+        if k == 1:  # greedy: the first of equal maxima; on CPU topk costs several times one max
+            values, index = candidates.max(1, keepdim=True)
+            return values.cpu().numpy(), index.cpu().numpy(), state
         values, index = candidates.topk(k, dim=1)
         values, index = values.cpu().numpy(), index.cpu().numpy()
         if (values[:, 1:] == values[:, :-1]).any():  # torch.topk orders equal values arbitrarily
@@ -60,14 +61,3 @@ class ModelDecoder:
     def take_memory(self, memory: dict, rows: np.ndarray) -> dict:
         return select(memory, self._tensor(rows))
 
-
-def _top_two(candidates: Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k <= 2 best of each row by argmax passes, ties to the lower index (greedy asks for 1).
-    On CPU ``topk(2)`` over a vocabulary of 8000 measured several times one ``max``.
-    ``candidates`` is overwritten."""
-    values, index = candidates.max(1, keepdim=True)
-    if k == 2:
-        candidates.scatter_(1, index, float("-inf"))
-        second, second_index = candidates.max(1, keepdim=True)
-        values, index = torch.cat([values, second], 1), torch.cat([index, second_index], 1)
-    return values.cpu().numpy(), index.cpu().numpy()

@@ -94,6 +94,7 @@ class Translator(base.Translator):
         # a graph drops inputs it never reads (multi-head attention reads keys/values, not the bank)
         self._memory_fed = [n for n in bundle.memory if f"memory.{n}" in inputs]
         self.has_search_head = {"search.mask", "search.scores", "search.shape", "search.k"} <= inputs
+        self._plain = ArrayDecoder(self.step, self.bos)  # bundles written before the search head: top k in numpy
         self._select_outputs = ["top_values", "top_indices"] + [f"next.{n}" for n in bundle.state]
         self._feed_names = [(f"state.{n}", n) for n in bundle.state], [(f"memory.{n}", n) for n in self._memory_fed]
         self._head_inputs: dict[tuple[int, int, int], tuple] = {}  # (blocks, k, rows) -> zero scores, shape, k
@@ -134,7 +135,7 @@ class Translator(base.Translator):
         if ban_eos:
             raise ValueError("the runtime bans EOS by widening (widens_for_eos): the search never asks ban_eos")
         if not self.has_search_head:
-            return ArrayDecoder(self.step, self.bos).select(tokens, state, memory, scores, blocks, k, mask)
+            return self._plain.select(tokens, state, memory, scores, blocks, k, mask)
         feeds = self._feeds(tokens, state, memory)
         head = self._head_inputs.get((blocks, k, len(tokens)))
         if head is None:

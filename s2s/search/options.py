@@ -76,15 +76,20 @@ class DecodeOptions:
         for key, value in raw.items():
             if key not in fields:
                 raise ConfigError(f"{where}: unknown field {key!r}; known: {list(fields)}")
-            kind = float if fields[key].type == "float" else int
+            kind = option_type(fields[key])
             if isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int):
                 raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
         try:
-            return cls(**{k: float(v) if fields[k].type == "float" else v for k, v in raw.items()})
+            return cls(**{k: option_type(fields[k])(v) for k, v in raw.items()})
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
 
 
 def option_fields() -> list[dataclasses.Field]:
-    """The fields of :class:`DecodeOptions` with their types and help, for command-line flags."""
+    """The fields of :class:`DecodeOptions` with their help, for command-line flags."""
     return list(dataclasses.fields(DecodeOptions))
+
+
+def option_type(f: dataclasses.Field) -> type:
+    """``int`` or ``float``: the Python type of a :class:`DecodeOptions` field."""
+    return float if f.type == "float" else int
