@@ -58,10 +58,15 @@ class DataConfig:
     src_field: str = opt("src", "source field name in JSONL/TSV/Parquet/hub records")
     tgt_field: str = opt("tgt", "target field name in JSONL/TSV/Parquet/hub records")
     train: SplitConfig = opt(SplitConfig(), "training split")
-    valid: SplitConfig = opt(SplitConfig(), "validation split (loss, BLEU, early stopping)")
+    valid: SplitConfig = opt(SplitConfig(), "validation split (loss, train.valid_metric, early stopping)")
     test: SplitConfig = opt(SplitConfig(), "test split (scored by `s2s evaluate --model RUN`)")
     max_src_len: int = opt(100, "drop training pairs whose source has more subword tokens")
     max_tgt_len: int = opt(100, "drop training pairs whose target has more subword tokens")
+    truncate_src: bool = opt(False, "truncate training sources longer than max_src_len tokens to max_src_len "
+                                    "instead of dropping the pair (validation sources too; references never); "
+                                    "decode.max_src_len = 0 then becomes max_src_len, so validation decoding, "
+                                    "`s2s translate` from the run and its exported bundle read as many source "
+                                    "tokens as training did")
 
 
 @dataclass(frozen=True)
@@ -134,6 +139,10 @@ class SamplingConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
 
+# the metrics a validation decode can be scored with (train.valid_metric); all higher-is-better
+ValidMetric = Literal["bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum"]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     optimizer: Literal["adam", "adamw", "sgd"] = opt("adam", "optimizer")
@@ -142,6 +151,8 @@ class TrainConfig:
     weight_decay: float = opt(0.0, "weight decay")
     momentum: float = opt(0.0, "SGD momentum")
     label_smoothing: float = opt(0.1, "label smoothing (Szegedy et al., 2016)")
+    coverage_loss: float = opt(0.0, "weight of the coverage loss sum_t sum_i min(attention, coverage) "
+                                    "(See et al., 2017, eq. 12), per target token like the loss; 0 = off")
     clip_norm: float = opt(1.0, "clip the global gradient norm to this (0 = off)")
     batch_tokens: int = opt(3500, "target tokens per batch (non-pad, incl. EOS)")
     update_freq: int = opt(1, "accumulate the gradients of this many batches per update")
@@ -155,11 +166,17 @@ class TrainConfig:
     max_epochs: int = opt(0, "stop after this many epochs (0 = no limit)")
     max_minutes: float = opt(0.0, "stop after this much training wall time (0 = no limit)")
     valid_every: int = opt(500, "validate and checkpoint every N updates")
-    valid_bleu: bool = opt(True, "compute validation BLEU (greedy) at each validation")
-    valid_beam: int = opt(1, "beam size for validation BLEU")
+    valid_bleu: bool = opt(True, "decode the validation set (beam valid_beam) at each validation and score it "
+                                 "with valid_metric (false: loss and perplexity only)")
+    valid_metric: ValidMetric = opt("bleu", "the metric the validation decode is scored with, written as "
+                                            "valid_<metric> in metrics.jsonl: sacrebleu's bleu or chrf, or "
+                                            "rouge-score's mean F1 rouge1, rouge2, rougeL or rougeLsum; "
+                                            "set best_metric to the same name to select best.pt by it")
+    valid_beam: int = opt(1, "beam size of the validation decode")
     best_metric: str = opt("bleu", "validation metric that selects best.pt and drives patience and the plateau "
-                                   "schedule: a name in metrics.jsonl (valid_loss, valid_ppl, valid_bleu if "
-                                   "valid_bleu) or an alias, bleu = valid_bleu, loss = valid_loss")
+                                   "schedule: a name in metrics.jsonl (valid_loss, valid_ppl, and "
+                                   "valid_<valid_metric> if valid_bleu) or an alias: loss = valid_loss, and "
+                                   "each valid_metric choice, e.g. rougeL = valid_rougeL")
     patience: int = opt(0, "early stopping: validations without improvement (0 = off)")
     average_last: int = opt(0, "keep the weights of the last K validations (checkpoints/step-N.pt) and "
                                "average them into checkpoints/averaged.pt when training stops (0 = off)")
@@ -337,12 +354,24 @@ def _build(cls: type, raw: Any, prefix: str, origins: _Origins) -> Any:
 
 def recipe_from_dict(raw: dict, source: str = "<recipe>", overrides: list[str] = (),
                      lines: dict[str, int] | None = None) -> Recipe:
-    """Build a :class:`Recipe` from a raw mapping plus ``--set`` overrides."""
+    """Build a :class:`Recipe` from a raw mapping plus ``--set`` overrides.
+
+    With ``data.truncate_src`` on and ``decode.max_src_len`` left at 0, the decode section gets
+    ``max_src_len = data.max_src_len``: validation decoding, ``s2s translate`` and the exported
+    bundle all read the recipe's decode section, so each then cuts sources as training did.
+    """
     raw = copy.deepcopy(raw or {})  # overrides must not leak into the caller's dict
     origins = _Origins(source, lines or {})
     for assignment in overrides:
         apply_override(raw, assignment, origins)
-    return _build(Recipe, raw, "", origins)
+    recipe = _build(Recipe, raw, "", origins)
+    if recipe.data.truncate_src and recipe.data.max_src_len < 1:
+        raise ConfigError(f"{origins.of('data.max_src_len')}: data.max_src_len = {recipe.data.max_src_len} "
+                          "with data.truncate_src; expected a positive number of source tokens to keep")
+    if recipe.data.truncate_src and recipe.decode.max_src_len == 0:
+        decode = dataclasses.replace(recipe.decode, max_src_len=recipe.data.max_src_len)
+        recipe = dataclasses.replace(recipe, decode=decode)
+    return recipe
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:

@@ -60,18 +60,23 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
     recipe = load_recipe(run_dir / "config.yaml")
     vocabs = load_vocabs(run_dir / "vocab", recipe.vocab.joint)
     path = checkpoint_path(run_dir, checkpoint)
-    model = build_model(recipe.model, len(vocabs.src), len(vocabs.tgt))
+    model = build_model(recipe.model, len(vocabs.src), len(vocabs.tgt), vocabs.source_to_target())
     model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True)["model"])
     return recipe, vocabs, model.to(device).eval()
 
 
 def best_metrics(run_dir: str | Path) -> dict:
-    """The validation line of ``metrics.jsonl`` with the highest BLEU (step, BLEU, loss), or {}."""
+    """The validation line of ``metrics.jsonl`` with the best decoded metric (``valid_<metric>``
+    of ``train.valid_metric``: step, that metric, loss), or {}."""
+    run_dir = Path(run_dir)
+    metric = "valid_bleu"
+    if (run_dir / "config.yaml").is_file():
+        metric = f"valid_{load_recipe(run_dir / 'config.yaml').train.valid_metric}"
     best: dict = {}
-    path = Path(run_dir) / "metrics.jsonl"
+    path = run_dir / "metrics.jsonl"
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            if "valid_bleu" in row and row["valid_bleu"] >= best.get("valid_bleu", float("-inf")):
-                best = {k: row[k] for k in ("step", "valid_bleu", "valid_loss") if k in row}
+            if metric in row and row[metric] >= best.get(metric, float("-inf")):
+                best = {k: row[k] for k in ("step", metric, "valid_loss") if k in row}
     return best

@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                                     "bundle (needs --source and --ref)")
     p.add_argument("--source", help="source file to translate with --model")
     p.add_argument("--output", help="with --model: also write the translations here")
-    p.add_argument("--metrics", default="bleu,chrf,ter", help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL")
+    p.add_argument("--metrics", default="bleu,chrf,ter",
+                   help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL, rougeLsum; rouge = all four ROUGE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_decode_options(p)
     p.set_defaults(run=run)
@@ -26,7 +27,7 @@ def run(args) -> int:
     from s2s.cli.common import decode_options, open_output
     from s2s.data.corpus import read_lines
     from s2s.errors import ConfigError
-    from s2s.evaluation.metrics import parse_metrics, score
+    from s2s.evaluation.metrics import SACREBLEU, parse_metrics, score
 
     metrics = parse_metrics(args.metrics)
     if args.model:
@@ -41,10 +42,11 @@ def run(args) -> int:
     result = score(hyps, refs, metrics)
     if args.json:
         print(json.dumps(result))
-    else:
+    else:  # one line a metric: name, score, signature (sacrebleu's names upper-cased, as it prints them)
+        shown = {name: name.upper() if name in SACREBLEU else name for name in metrics}
+        width = max(7, *map(len, shown.values()))
         for name in metrics:
-            signature = result["signatures"].get(name, "")
-            print(f"{name.upper():7s} {result[name]:6.2f}  {signature}".rstrip())
+            print(f"{shown[name]:{width}s} {result[name]:6.2f}  {result['signatures'][name]}".rstrip())
     return 0
 
 

@@ -52,6 +52,12 @@ def filter_by_length(src: list[list[int]], tgt: list[list[int]], max_src: int, m
                        if 0 < len(s) <= max_src and 0 < len(t) <= max_tgt], dtype=np.int64)
 
 
+def truncate(ids: list[list[int]], max_len: int) -> tuple[list[list[int]], int]:
+    """Each row cut to its first ``max_len`` ids (before the EOS that batching adds), and how
+    many rows were longer; ``ids`` itself is left as it is."""
+    return [row[:max_len] for row in ids], sum(len(row) > max_len for row in ids)
+
+
 class TokenBatcher:
     """Bucketed token-budget batching over pre-encoded ids."""
 

@@ -62,7 +62,14 @@ def _suffix(path: Path) -> str:
     return suffixes[-1].lower() if suffixes else ""
 
 
+# a JSON value as the JSON text names it, for errors about a field's type
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", list: "an array",
+               dict: "an object"}
+
+
 def _read_jsonl(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], list[str]]:
+    """One JSON object a line, both fields strings; blank lines are skipped. A line that breaks
+    this fails naming the file, the line and, where one is at fault, the field and its setting."""
     src, tgt = [], []
     for number, text in _open_lines(path):
         if not text.strip():
@@ -70,13 +77,18 @@ def _read_jsonl(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], 
         try:
             record = json.loads(text)
         except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {number}: invalid JSON ({err.msg}); expected one object a line") from None
+            raise DataError(f"{path}: line {number}: invalid JSON ({err.msg} at column {err.colno}); "
+                            "expected one object a line") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-        for name in (src_field, tgt_field):
-            if not isinstance(record.get(name), str):
-                raise DataError(f"{path}: line {number}: field {name!r} missing or not a string; "
+        for setting, name in (("data.src_field", src_field), ("data.tgt_field", tgt_field)):
+            if name not in record:
+                raise DataError(f"{path}: line {number}: no field {name!r} ({setting}); "
                                 f"fields present: {sorted(record)}")
+            if not isinstance(record[name], str):
+                raise DataError(f"{path}: line {number}: field {name!r} ({setting}) is "
+                                f"{_JSON_TYPES[type(record[name])]}; "
+                                "expected a string")
         src.append(record[src_field])
         tgt.append(record[tgt_field])
     return src, tgt
@@ -142,7 +154,7 @@ def read_split(data: DataConfig, name: str) -> Parallel:
         raise DataError(f"{missing[0]}: no such file (data.{name}); set S2S_DATA or data.hub")
     else:
         raise DataError(f"data.{name}: no files given; set data.{name}.src/tgt, data.{name}.path or data.hub")
-    return _drop_empty(src, tgt, origin)
+    return _drop_empty(src, tgt, origin, name)
 
 
 def _read_local(split: SplitConfig, data: DataConfig) -> tuple[list[str], list[str], str]:
@@ -171,11 +183,14 @@ def _read_local(split: SplitConfig, data: DataConfig) -> tuple[list[str], list[s
     return src, tgt, str(path)
 
 
-def _drop_empty(src: list[str], tgt: list[str], origin: str) -> Parallel:
+def _drop_empty(src: list[str], tgt: list[str], origin: str, name: str) -> Parallel:
+    """The pairs whose source and target both hold more than whitespace; the others are counted
+    and logged with the split's file (``origin``) and name."""
     keep = [i for i, (s, t) in enumerate(zip(src, tgt)) if s.strip() and t.strip()]
     skipped = len(src) - len(keep)
     if skipped:
-        log.warning("%s: skipped %d pairs with an empty side", origin, skipped)
+        log.warning("%s (data.%s): skipped %d of %d pairs with an empty source or target",
+                    origin, name, skipped, len(src))
     if len(keep) == len(src):
         return Parallel(src, tgt, origin)
     return Parallel([src[i] for i in keep], [tgt[i] for i in keep], origin, skipped)

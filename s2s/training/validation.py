@@ -1,21 +1,22 @@
 """Validation: a model in, named metrics out, and for each name the direction that is better.
 
 A :class:`Validator` runs its scorers in turn and merges what they return, e.g.
-``{"valid_loss": 2.31, "valid_ppl": 10.1, "valid_bleu": 27.4}``. The loop picks ``best.pt``,
-stops early and decays the plateau schedule by any one of these names (``train.best_metric``,
-resolved by :func:`resolve_best_metric`), so a new metric (ROUGE for summarization) is a new
-scorer here and nothing in the loop.
+``{"valid_loss": 2.31, "valid_ppl": 10.1, "valid_bleu": 27.4}``, or ``valid_rougeL`` in place of
+``valid_bleu`` with ``train.valid_metric: rougeL``. The loop picks ``best.pt``, stops early and
+decays the plateau schedule by any one of these names (``train.best_metric``, resolved by
+:func:`resolve_best_metric`), so a new metric is a new scorer here and nothing in the loop.
 """
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 import torch
 
-from s2s.config import Recipe, TrainConfig
+from s2s.config import Recipe, TrainConfig, ValidMetric
 from s2s.data.batching import TokenBatcher
 from s2s.data.vocab import Vocabs
 from s2s.decoding.translator import Translator
@@ -27,12 +28,18 @@ from s2s.training.device import autocast, to_device
 from s2s.training.losses import sequence_loss
 from s2s.training.prepare import PreparedData
 
-# names train.best_metric took before it could name any metric; kept so old recipes load
-ALIASES = {"loss": "valid_loss", "bleu": "valid_bleu"}
+DECODE_METRICS: tuple[str, ...] = typing.get_args(ValidMetric)  # the choices of train.valid_metric
+
+# short names for train.best_metric: loss, and each metric the validation decode can be scored with
+ALIASES = {"loss": "valid_loss", **{metric: f"valid_{metric}" for metric in DECODE_METRICS}}
 
 
 class Scorer(Protocol):
     higher_is_better: dict[str, bool]  # every metric name the scorer returns -> its direction
+
+    @classmethod
+    def directions(cls, config: TrainConfig) -> dict[str, bool]:
+        """``higher_is_better`` of the scorer that ``config`` makes, known before any data."""
 
     def __call__(self, model: Seq2Seq) -> dict[str, float]: ...
 
@@ -45,6 +52,10 @@ class LossScorer:
 
     def __init__(self, batches: TokenBatcher, device: torch.device, amp: str = "none"):
         self.batches, self.device, self.amp = batches, device, amp
+
+    @classmethod
+    def directions(cls, config: TrainConfig) -> dict[str, bool]:
+        return dict(cls.higher_is_better)
 
     @classmethod
     def from_run(cls, recipe: Recipe, data: PreparedData, device: torch.device) -> LossScorer:
@@ -65,25 +76,32 @@ class LossScorer:
         return {"valid_loss": loss, "valid_ppl": float(np.exp(min(loss, 50.0)))}  # exp overflows past ~709
 
 
-class BleuScorer:
-    """``valid_bleu``: corpus BLEU (sacrebleu) of the validation sources translated with beam
-    ``beam`` (1 = greedy) and the run's decoding settings, against the references."""
-
-    higher_is_better = {"valid_bleu": True}
+class DecodeScorer:
+    """``valid_<metric>`` (``valid_bleu``, ``valid_rougeL``, ...): the validation sources decoded
+    with beam ``beam`` (1 = greedy) and the run's decoding settings, scored against the references
+    with ``metric`` (``train.valid_metric``: corpus BLEU or chrF from sacrebleu, or mean ROUGE F1;
+    see :mod:`s2s.evaluation.metrics`). Every such metric is higher-is-better."""
 
     def __init__(self, src: list[str], refs: list[str], vocabs: Vocabs, decode: DecodeOptions, beam: int,
-                 device: torch.device):
+                 device: torch.device, metric: str):
         self.src, self.refs, self.vocabs, self.decode, self.beam, self.device = src, refs, vocabs, decode, beam, device
+        self.metric, self.name = metric, f"valid_{metric}"
+        self.higher_is_better = {self.name: True}
 
     @classmethod
-    def from_run(cls, recipe: Recipe, data: PreparedData, device: torch.device) -> BleuScorer:
+    def directions(cls, config: TrainConfig) -> dict[str, bool]:
+        return {f"valid_{config.valid_metric}": True}
+
+    @classmethod
+    def from_run(cls, recipe: Recipe, data: PreparedData, device: torch.device) -> DecodeScorer:
         return cls(data.valid_text.src, data.valid_text.tgt, data.vocabs, recipe.decode, recipe.train.valid_beam,
-                   device)
+                   device, recipe.train.valid_metric)
 
     def __call__(self, model: Seq2Seq) -> dict[str, float]:
         translator = Translator(model, self.vocabs, self.decode, str(self.device))
-        hyps = translator.translate(self.src, beam=self.beam, n_best=1, batch_size=128)
-        return {"valid_bleu": score(hyps, self.refs, ["bleu"])["bleu"]}
+        # the search the recipe decodes with, never sampling: a validation score must not be random
+        hyps = translator.translate(self.src, beam=self.beam, n_best=1, batch_size=128, sample=False)
+        return {self.name: score(hyps, self.refs, [self.metric])[self.metric]}
 
 
 class Validator:
@@ -103,12 +121,12 @@ class Validator:
 def _scorer_types(config: TrainConfig) -> list[type]:
     """The scorers that ``train`` switches on; :func:`build_validator` and
     :func:`metric_directions` both read this list, so the names known early are the names returned."""
-    return [LossScorer, BleuScorer] if config.valid_bleu else [LossScorer]
+    return [LossScorer, DecodeScorer] if config.valid_bleu else [LossScorer]
 
 
 def metric_directions(config: TrainConfig) -> dict[str, bool]:
     """The metric names a run's validator will return, each -> higher is better; known before any data."""
-    return {name: up for kind in _scorer_types(config) for name, up in kind.higher_is_better.items()}
+    return {name: up for kind in _scorer_types(config) for name, up in kind.directions(config).items()}
 
 
 def build_validator(recipe: Recipe, data: PreparedData, device: torch.device) -> Validator:
@@ -130,10 +148,19 @@ class BestMetric:
 
 
 def resolve_best_metric(choice: str, directions: dict[str, bool]) -> BestMetric:
-    """``train.best_metric`` (a metric name or an alias of :data:`ALIASES`) among ``directions``."""
+    """``train.best_metric`` (a metric name or an alias of :data:`ALIASES`) among ``directions``.
+
+    A validation-decode metric that is not computed fails naming the setting to change:
+    ``train.valid_bleu`` when nothing is decoded, else ``train.valid_metric``."""
     name = ALIASES.get(choice, choice)
     if name not in directions:
-        why = " (train.valid_bleu is false)" if name == "valid_bleu" else ""
+        wanted = name.removeprefix("valid_")
+        decoded = [m for m in DECODE_METRICS if f"valid_{m}" in directions]
+        why = ""
+        if wanted in DECODE_METRICS and decoded:
+            why = f" (train.valid_metric = {decoded[0]!r}; set it to {wanted!r})"
+        elif wanted in DECODE_METRICS:
+            why = " (train.valid_bleu is false: the validation set is not decoded)"
         aliases = [alias for alias, target in ALIASES.items() if target in directions]
         raise ConfigError(f"train.best_metric = {choice!r}: validation does not compute {name!r}{why}; "
                           f"available: {', '.join(directions)} (aliases: {', '.join(aliases) or 'none'})")

@@ -1,10 +1,12 @@
 """Data: corpus readers (text, .gz, JSONL, TSV, Parquet, hub fallback), sentencepiece
-vocabularies with fixed special ids, and token-budget batching."""
+vocabularies with fixed special ids, token-budget batching, and a run's prepared data
+(length filter or source truncation)."""
 
 from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -12,11 +14,11 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from s2s.config import DataConfig, SplitConfig, VocabConfig
-from s2s.data.batching import TokenBatcher, filter_by_length
+from s2s.config import DataConfig, SplitConfig, VocabConfig, load_recipe, recipe_from_dict, save_recipe
+from s2s.data.batching import TokenBatcher, filter_by_length, truncate
 from s2s.data.corpus import read_lines, read_split
 from s2s.data.vocab import BOS, EOS, PAD, UNK, Vocab, build_vocabs, load_vocabs
-from s2s.errors import DataError
+from s2s.errors import ConfigError, DataError
 
 
 def write_text(path: Path, lines: list[str]) -> Path:
@@ -122,19 +124,38 @@ def test_jsonl_with_named_fields(tmp_path):
     assert read_split(path_split(gz, src_field="en", tgt_field="de"), "train").src == pairs.src
 
 
-def test_jsonl_record_missing_a_field_names_path_line_and_fields(tmp_path):
-    path = write_text(tmp_path / "c.jsonl", ['{"en": "a", "de": "b"}', '{"en": "c", "note": "no target"}'])
-    msg = read_error(path_split(path, src_field="en", tgt_field="de"))
-    assert str(path) in msg and "line 2" in msg
-    assert "'de'" in msg
-    assert "['en', 'note']" in msg
+def write_jsonl_gz(path: Path, lines: list[str]) -> Path:
+    return write_gz(path, "".join(line + "\n" for line in lines).encode("utf-8"))
 
 
-def test_jsonl_invalid_json_names_the_line(tmp_path):
-    path = write_text(tmp_path / "c.jsonl", ['{"src": "a", "tgt": "b"}', '{"src": "a", "tgt": "b"}',
-                                             '{"src": "a",'])
-    msg = read_error(path_split(path))
-    assert str(path) in msg and "line 3" in msg and "invalid JSON" in msg
+GOOD = '{"text": "a long description", "summary": "short"}'
+
+
+@pytest.mark.parametrize("bad, shown", [
+    ('{"text": "c", "note": "no summary"}', ["no field 'summary' (data.tgt_field)", "['note', 'text']"]),
+    ('{"summary": "s"}', ["no field 'text' (data.src_field)", "['summary']"]),
+    ('{"text": "c", "summary": 3}', ["field 'summary' (data.tgt_field) is a number; expected a string"]),
+    ('{"text": null, "summary": "s"}', ["field 'text' (data.src_field) is null; expected a string"]),
+    ('{"text": ["c"], "summary": "s"}', ["field 'text' (data.src_field) is an array; expected a string"]),
+    ('{"text": "c", "summary": "s",', ["invalid JSON", "at column 30", "expected one object a line"]),
+])
+def test_bad_jsonl_line_is_one_line_naming_file_line_and_field(tmp_path, bad, shown):
+    path = write_jsonl_gz(tmp_path / "train.jsonl.gz", [GOOD, "", bad, GOOD])
+    msg = read_error(path_split(path, src_field="text", tgt_field="summary"))
+    assert msg.startswith(f"{path}: line 3: ") and "\n" not in msg, msg
+    for part in shown:
+        assert part in msg, msg
+
+
+def test_jsonl_pairs_with_an_empty_side_are_skipped_counted_and_logged(tmp_path, caplog):
+    lines = [GOOD, '{"text": "", "summary": "s"}', '{"text": "t", "summary": "  "}', GOOD, GOOD]
+    path = write_jsonl_gz(tmp_path / "valid.jsonl.gz", lines)
+    with caplog.at_level(logging.WARNING, logger="s2s"):
+        pairs = read_split(DataConfig(valid=SplitConfig(path=str(path)), src_field="text", tgt_field="summary"),
+                           "valid")
+    assert (len(pairs), pairs.skipped_empty) == (3, 2)
+    assert pairs.src == ["a long description"] * 3
+    assert f"{path} (data.valid): skipped 2 of 5 pairs with an empty source or target" in caplog.messages
 
 
 def test_jsonl_non_object_line_fails(tmp_path):
@@ -435,3 +456,82 @@ def test_filter_by_length_keeps_exactly_the_pairs_within_limits(corpus):
     expected = [i for i in range(len(src)) if len(src[i]) <= 20 and len(tgt[i]) <= 30]
     assert kept.tolist() == expected
     assert 0 < len(kept) < len(src)
+
+
+def test_truncate_hand_worked():
+    rows = [[5, 6, 7], [8], [9, 9, 9, 9], []]
+    cut, count = truncate(rows, 2)
+    assert cut == [[5, 6], [8], [9, 9], []]
+    assert count == 2
+    assert rows[0] == [5, 6, 7]  # the input is left as it is
+
+
+# --------------------------------------------------------------------------- a run's prepared data
+MAX_SRC, MAX_TGT = 25, 30  # on the Multi30k slice with 300 pieces: about half of each side is longer
+
+
+def _encoded(recipe, vocabs, split):
+    pairs = read_split(recipe.data, split)
+    return vocabs.src.encode(pairs.src), vocabs.tgt.encode(pairs.tgt), pairs
+
+
+def test_truncate_src_cuts_long_training_sources_and_keeps_their_pairs(tiny_recipe, tmp_path, caplog):
+    """Each training source is its first MAX_SRC pieces (then EOS) and its target whole; only
+    targets longer than MAX_TGT still drop a pair. Without truncate_src, long sources drop theirs."""
+    from s2s.training.prepare import prepare_data
+
+    limits = {"max_src_len": MAX_SRC, "max_tgt_len": MAX_TGT}
+    recipe = tiny_recipe(data={**limits, "truncate_src": True})
+    with caplog.at_level(logging.INFO, logger="s2s"):
+        data = prepare_data(recipe, tmp_path)
+    src, tgt, _ = _encoded(recipe, data.vocabs, "train")
+    long = [i for i, s in enumerate(src) if len(s) > MAX_SRC]
+    assert 0 < len(long) < len(src)
+    assert f"truncated {len(long)} of {len(src)} training sources to {MAX_SRC} tokens" in caplog.messages
+    short_target = [i for i in range(len(src)) if len(tgt[i]) <= MAX_TGT]
+    assert data.train.index.tolist() == short_target
+    assert set(long) & set(short_target)  # truncated pairs are among those kept
+    for pos, i in enumerate(data.train.index):
+        assert data.train.src[pos].tolist() == src[i][:MAX_SRC] + [EOS]
+        assert data.train.tgt[pos].tolist() == tgt[i]
+
+    dropping = prepare_data(tiny_recipe(data=limits), tmp_path)  # same vocabulary: reused from tmp_path
+    assert dropping.train.index.tolist() == [i for i in short_target if i not in long]
+
+
+def test_validation_pairs_are_never_dropped_and_their_references_never_cut(tiny_recipe, tmp_path, caplog):
+    """With truncate_src the validation sources are cut like the training ones (the validation
+    loss sees what training saw); every pair stays and every reference keeps all its pieces."""
+    from s2s.training.prepare import prepare_data
+
+    for truncate_src in (False, True):
+        recipe = tiny_recipe(data={"max_src_len": MAX_SRC, "max_tgt_len": MAX_TGT, "truncate_src": truncate_src})
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="s2s"):
+            data = prepare_data(recipe, tmp_path)
+        src, tgt, pairs = _encoded(recipe, data.vocabs, "valid")
+        assert any(len(t) > MAX_TGT for t in tgt) and any(len(s) > MAX_SRC for s in src)
+        assert data.valid.index.tolist() == list(range(len(pairs)))
+        assert [t.tolist() for t in data.valid.tgt] == tgt
+        cut = [s[:MAX_SRC] if truncate_src else s for s in src]
+        assert [s.tolist() for s in data.valid.src] == [s + [EOS] for s in cut]
+        assert (data.valid_text.src, data.valid_text.tgt) == (pairs.src, pairs.tgt)  # the decode cuts for itself
+        long = sum(len(s) > MAX_SRC for s in src)
+        logged = f"truncated {long} of {len(src)} validation sources to {MAX_SRC} tokens"
+        assert (logged in caplog.messages) == truncate_src
+
+
+def test_truncate_src_gives_decoding_the_training_source_length(tmp_path):
+    """decode.max_src_len = 0 becomes data.max_src_len, so validation decoding, translate and
+    export cut sources as training did; a decode length set in the recipe is kept."""
+    import s2s.models  # noqa: F401  (registers the parts the recipe resolves)
+
+    recipe = recipe_from_dict({"data": {"truncate_src": True, "max_src_len": 400}})
+    assert recipe.decode.max_src_len == 400
+    assert recipe_from_dict({"data": {"max_src_len": 400}}).decode.max_src_len == 0
+    explicit = recipe_from_dict({"data": {"truncate_src": True, "max_src_len": 400}, "decode": {"max_src_len": 300}})
+    assert explicit.decode.max_src_len == 300
+    save_recipe(recipe, tmp_path / "config.yaml")  # what a run directory holds and translate/export read
+    assert load_recipe(tmp_path / "config.yaml") == recipe
+    with pytest.raises(ConfigError, match=r"data\.max_src_len = 0 with data\.truncate_src"):
+        recipe_from_dict({"data": {"truncate_src": True, "max_src_len": 0}})

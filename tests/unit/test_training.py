@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -242,6 +243,41 @@ def test_best_metric_names_any_metric_or_an_old_alias():
         resolve_best_metric("bleu", {"valid_loss": False, "valid_ppl": False})
 
 
+@pytest.mark.parametrize("metric", ["bleu", "chrf", "rouge1", "rouge2", "rougeL", "rougeLsum"])
+def test_valid_metric_names_the_decoded_metric_before_any_data(metric):
+    """valid_<metric> is known from the config alone, higher-is-better, and the metric's own name
+    is its alias for best_metric."""
+    from s2s.training.validation import check_best_metric, metric_directions
+
+    config = TrainConfig(valid_metric=metric, best_metric=metric)
+    assert metric_directions(config) == {"valid_loss": False, "valid_ppl": False, f"valid_{metric}": True}
+    best = check_best_metric(config)
+    assert (best.name, best.higher_is_better) == (f"valid_{metric}", True)
+    assert check_best_metric(dataclasses.replace(config, best_metric=f"valid_{metric}")) == best
+
+
+def test_run_validated_by_rouge_l_writes_it_and_picks_best_and_stops_by_it(tiny_recipe, tmp_path):
+    """valid_rougeL replaces valid_bleu in metrics.jsonl; best.pt is the validation with the
+    highest valid_rougeL and patience counts validations without a higher one."""
+    recipe = tiny_recipe(train={"valid_metric": "rougeL", "best_metric": "rougeL", "max_steps": 12, "valid_every": 2,
+                                "patience": 2})
+    end = train(recipe, tmp_path / "run")
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in rows if "valid_loss" in r]
+    assert valid and all("valid_rougeL" in r and "valid_bleu" not in r for r in valid)
+    assert all(0.0 <= r["valid_rougeL"] <= 100.0 for r in valid)
+    best, bad, stop_step = float("-inf"), 0, None  # the rule the loop must follow, replayed on the record
+    for r in valid:
+        assert r["best"] == (r["valid_rougeL"] > best), r
+        best, bad = (r["valid_rougeL"], 0) if r["best"] else (best, bad + 1)
+        if bad >= 2 and stop_step is None:
+            stop_step = r["step"]
+    assert end.best == best
+    assert (end.stopped, end.step) == (("early_stopping", stop_step) if stop_step else ("max_steps", 12))
+    best_step = torch.load(tmp_path / "run" / "checkpoints" / "best.pt", weights_only=True)["position"]["step"]
+    assert best_step == next(r["step"] for r in valid if r["valid_rougeL"] == best)
+
+
 @pytest.mark.parametrize("name,higher,best_step", [("score", True, 4), ("error", False, 8)])
 def test_best_checkpoint_is_the_validation_where_the_named_metric_was_best(tiny_recipe, tmp_path, name, higher,
                                                                             best_step):
@@ -266,8 +302,14 @@ def test_best_checkpoint_is_the_validation_where_the_named_metric_was_best(tiny_
     assert [r["step"] for r in records if r.get("best")] == ([2, 4] if higher else [2, 8])
 
 
-@pytest.mark.parametrize("train_section,named", [({"best_metric": "rouge"}, "'rouge'"),
-                                                 ({"best_metric": "bleu", "valid_bleu": False}, "valid_bleu is false")])
+@pytest.mark.parametrize("train_section,named", [
+    ({"best_metric": "rouge"}, "'rouge'"),
+    ({"best_metric": "bleu", "valid_bleu": False}, "valid_bleu is false"),
+    ({"best_metric": "rougeL"}, "'valid_rougeL' (train.valid_metric = 'bleu'; set it to 'rougeL')"),
+    ({"best_metric": "bleu", "valid_metric": "rougeL"},
+     "'valid_bleu' (train.valid_metric = 'rougeL'; set it to 'bleu')"),
+    ({"best_metric": "valid_chrf", "valid_metric": "rougeLsum", "valid_bleu": False}, "valid_bleu is false"),
+])
 def test_unknown_best_metric_fails_before_the_run_directory_gets_a_file(tiny_recipe, tmp_path, train_section, named):
     run = tmp_path / "run"
     with pytest.raises(ConfigError, match=r"train\.best_metric") as error:
