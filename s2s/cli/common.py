@@ -33,12 +33,18 @@ def open_output(path: str | None):
 
 def add_decode_options(parser) -> None:
     """One flag per field of :class:`~s2s.search.options.DecodeOptions`, its help and type taken
-    from there; a flag left out keeps the run's or the bundle's own default."""
+    from there; a flag left out keeps the run's or the bundle's own default. A yes/no field is a
+    pair of flags taking no value (``--sample``/``--no-sample``), so that either answer can
+    override a model whose default is the other."""
+    import argparse
+
     from s2s.search.options import option_fields, option_type
 
     group = parser.add_argument_group("decoding (defaults: the run's or the bundle's decode section)")
     for f in option_fields():
-        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=option_type(f),
+        kind = option_type(f)
+        how = {"action": argparse.BooleanOptionalAction} if kind is bool else {"type": kind}
+        group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, **how,
                            help=f"{f.metadata['help']} (default: {f.default} unless the model says otherwise)")
     group.add_argument("--checkpoint", default="best", metavar="NAME",
                        help="which weights of a run: best, last, averaged or step-N (default: best)")

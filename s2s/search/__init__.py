@@ -3,10 +3,11 @@
 =================  ==========================================================================
 ``options``        :class:`DecodeOptions`, the only place a decoding default is set; the recipe's
                    ``decode`` section, the CLI flags, ``bundle.json`` and both translators read it
-``hypotheses``     :class:`Hypothesis`, :class:`SpecialIds`, the GNMT length penalty
+``hypotheses``     :class:`Hypothesis`, :class:`SpecialIds`, the GNMT length and coverage penalties
 ``constraints``    length limits, minimum length and no-repeat n-grams as one additive mask
 ``candidates``     each sentence's top k, and the choice of the survivors of one beam step
-``loops``          the greedy and beam loops over a :class:`~s2s.search.loops.Decoder`
+``sampling``       the token one sampling step draws (temperature, top-k, nucleus)
+``loops``          the greedy, beam and sampling loops over a :class:`~s2s.search.loops.Decoder`
 ``translator``     lines of text in, n-best hypotheses out, for any backend
 =================  ==========================================================================
 

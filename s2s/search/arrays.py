@@ -41,16 +41,16 @@ def take(arrays: dict, rows: np.ndarray) -> dict:
 
 class ArrayDecoder:
     """A decoder over a plain numpy step function
-    ``step(tokens (N,), state, memory) -> log_probs (N, V) float32, state, attention``, with state
-    and memory as dicts of batch-first arrays: the selection is done here in numpy."""
+    ``step(tokens (N,), state, memory) -> log_probs (N, V) float32, state, attention (N, S)``, with
+    state and memory as dicts of batch-first arrays: the selection is done here in numpy."""
 
     widens_for_eos = True
 
     def __init__(self, step: Step, bos: int, memory_per_sentence: bool = False):
         self.step, self.bos, self.memory_per_sentence = step, bos, memory_per_sentence
 
-    def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos=False):
-        log_probs, state, _ = self.step(tokens, state, memory)
+    def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos=False, attention=False):
+        log_probs, state, attn = self.step(tokens, state, memory)
         if ban_eos:
             raise ValueError("ArrayDecoder bans EOS by widening (widens_for_eos): the search never asks ban_eos")
         if mask is not None:
@@ -58,7 +58,7 @@ class ArrayDecoder:
         if scores is not None:
             log_probs = log_probs + scores
         values, index = top_k(log_probs.reshape(blocks, -1), k)
-        return values, index, state
+        return values, index, state, attn if attention else None
 
     @staticmethod
     def reorder(state: dict, rows: np.ndarray) -> dict:

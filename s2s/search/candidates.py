@@ -13,7 +13,7 @@ from functools import lru_cache
 import numpy as np
 
 from s2s.search.constraints import NEG_INF
-from s2s.search.hypotheses import Hypothesis, normalized_score
+from s2s.search.hypotheses import CoveragePenalty, Hypothesis, normalized_score
 
 SMALL_ROWS = 32  # beam steps with at most this many candidate rows choose in plain Python
 
@@ -62,26 +62,32 @@ def drop_eos(values: np.ndarray, index: np.ndarray, vocab: int, k: int, eos: int
 
 
 class StepChoice:
-    """What one beam step decides, given each sentence's sorted candidates (see :func:`choose`)."""
+    """What one beam step decides, given each sentence's sorted candidates (see :func:`choose`).
+    With a ``coverage`` penalty, the choice also receives ``attended`` (N, S): each candidate
+    row's attention summed over its steps, this one included."""
 
-    def __init__(self, vocab: int, k: int, eos: int, length_penalty: float):
-        self.vocab, self.k, self.eos, self.length_penalty = vocab, k, eos, length_penalty
+    def __init__(self, vocab: int, k: int, eos: int, length_penalty: float, coverage: CoveragePenalty | None = None):
+        self.vocab, self.k, self.eos, self.length_penalty, self.coverage = vocab, k, eos, length_penalty, coverage
 
-    def __call__(self, values, index, width, alive, finished, history, step, eos_only):
+    def __call__(self, values, index, width, alive, finished, history, step, eos_only, attended=None):
         choice = choose_small if len(alive) * self.k <= SMALL_ROWS else choose
-        return choice(self, values, index, width, alive, finished, history, step, eos_only)
+        return choice(self, values, index, width, alive, finished, history, step, eos_only, attended)
 
-    def finish(self, finished: list, sentence: int, tokens: list[int], log_prob: float, step: int) -> bool:
-        """Add a hypothesis ending in EOS at ``step`` to its sentence, unless it already has k."""
+    def finish(self, finished: list, sentence: int, row: int, history: np.ndarray, log_prob: float, step: int,
+               attended: np.ndarray | None) -> bool:
+        """Add the hypothesis of ``row`` ending in EOS at ``step`` to its sentence, unless the
+        sentence already has k: scored log P / lp(Y), plus the coverage penalty if there is one."""
         if len(finished[sentence]) >= self.k:
             return False
         score = normalized_score(log_prob, step + 1, self.length_penalty)
-        finished[sentence].append(Hypothesis(tokens, score, log_prob))
+        if self.coverage is not None:
+            score += self.coverage(sentence, attended[row])
+        finished[sentence].append(Hypothesis(history[row].tolist(), score, log_prob))
         return True
 
 
 def choose(c: StepChoice, values: np.ndarray, index: np.ndarray, width: int, alive: np.ndarray,
-           finished: list, history: np.ndarray, step: int, eos_only: bool):
+           finished: list, history: np.ndarray, step: int, eos_only: bool, attended: np.ndarray | None = None):
     """One beam step's choice over each sentence's sorted candidates, in numpy: the hypotheses
     that end in EOS among the first k join ``finished``, and the first k candidates that are
     neither EOS nor -inf live on. Returns (rows, tokens, scores (B, k), done or None)."""
@@ -99,7 +105,7 @@ def choose(c: StepChoice, values: np.ndarray, index: np.ndarray, width: int, ali
     ends = (top_token[:, :k] == eos) & np.isfinite(values[:, :k])
     for block, rank in zip(*np.nonzero(ends)):
         row = block * width + int(top_beam[block, rank])
-        c.finish(finished, int(alive[block]), history[row].tolist(), float(values[block, rank]), step)
+        c.finish(finished, int(alive[block]), row, history, float(values[block, rank]), step, attended)
     done = np.array([len(finished[s]) >= k for s in alive.tolist()])
     keep_scores, keep = survivors(values, is_eos, k)
     blocks = np.arange(len(alive))[:, None]
@@ -116,7 +122,7 @@ def _row_base(sentences: int, width: int, k: int) -> np.ndarray:
 
 
 def choose_small(c: StepChoice, values: np.ndarray, index: np.ndarray, width: int, alive: np.ndarray,
-                 finished: list, history: np.ndarray, step: int, eos_only: bool):
+                 finished: list, history: np.ndarray, step: int, eos_only: bool, attended: np.ndarray | None = None):
     """:func:`choose` in plain Python, for few sentences, with the same result, except that rows
     is None when they are 0, 1, 2, ... (nothing to reorder).
 
@@ -142,7 +148,7 @@ def choose_small(c: StepChoice, values: np.ndarray, index: np.ndarray, width: in
                 continue
             banned.append((row, token))
             if rank < k and token == eos and v != -np.inf:
-                any_finished |= c.finish(finished, int(alive[block]), history[row].tolist(), v, step)
+                any_finished |= c.finish(finished, int(alive[block]), row, history, v, step, attended)
         for v, row, token in live:  # at most k: the loop stops at the k-th
             rows.append(row), tokens.append(token), scores.append(v)
         for row, token in banned[:k - len(live)]:

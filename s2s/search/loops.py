@@ -1,23 +1,25 @@
-"""The greedy and beam loops, written once for every backend.
+"""The greedy, beam and sampling loops, written once for every backend.
 
 A :class:`Decoder` runs where the weights are (PyTorch on CPU or GPU, onnxruntime sessions) and
 does two things: ``select`` runs one decoder step and returns each sentence's top k candidates
-of ``log_probs + mask + scores``, sorted; ``reorder``/``take_memory`` pick rows of its state and
-memory. The loops below decide everything else in numpy: which hypotheses finish, which live
-on, when a sentence is done. Batched: all sentences and their K beams advance together as one
-(B*K)-row batch, and a sentence that is done leaves it, so its rows stop costing.
+of ``log_probs + mask + scores``, sorted (and the step's attention when asked);
+``reorder``/``take_memory`` pick rows of its state and memory. The loops below decide everything
+else in numpy: which hypotheses finish, which live on, when a sentence is done, which token a
+sample draws. Batched: all sentences and their K beams advance together as one (B*K)-row batch,
+and in beam search a sentence that is done leaves it, so its rows stop costing.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
 from s2s.search.candidates import StepChoice, drop_eos
 from s2s.search.constraints import NEG_INF, Constraints, max_lengths
-from s2s.search.hypotheses import Hypothesis, normalized_score
+from s2s.search.hypotheses import CoveragePenalty, Hypothesis, normalized_score
 from s2s.search.options import DecodeOptions
+from s2s.search.sampling import draw
 
 
 class Decoder(Protocol):
@@ -31,12 +33,15 @@ class Decoder(Protocol):
     widens_for_eos: bool
 
     def select(self, tokens: np.ndarray, state: Any, memory: Any, scores: np.ndarray | None, blocks: int, k: int,
-               mask: np.ndarray | None, ban_eos: bool) -> tuple[np.ndarray, np.ndarray, Any]:
+               mask: np.ndarray | None, ban_eos: bool,
+               attention: bool = False) -> tuple[np.ndarray, np.ndarray, Any, np.ndarray | None]:
         """One step for tokens (N,), then each of ``blocks`` sentences' k best of
         ``log_probs + mask + scores`` over its (N / blocks) * V candidates: values (blocks, k) float32
         largest first (ties to the lower index), indices (blocks, k) into the sentence's rows * V,
-        and the next state. ``scores``: (N, 1), or None for none (greedy); ``mask``: (1 or N, V)
-        or None; ``ban_eos``: EOS at -inf too (only asked of a decoder that does not widen)."""
+        the next state, and with ``attention`` the step's attention (N, S) float32 over the
+        source positions (None otherwise: a backend fetches it only when asked). ``scores``:
+        (N, 1), or None for none (greedy, sampling); ``mask``: (1 or N, V) or None; ``ban_eos``:
+        EOS at -inf too (only asked of a decoder that does not widen)."""
 
     def reorder(self, state: Any, rows: np.ndarray) -> Any: ...
 
@@ -47,25 +52,72 @@ def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int
            length_penalty: float) -> list[Hypothesis]:
     """The most probable token at each step, through the same ``select`` as :func:`beam` with one
     candidate per row (k = 1, each row its own block): with a search head in the step graph the
-    argmax is taken there and the (N, V) log-probabilities never leave it."""
-    eos, batch = constraints.eos, len(constraints.max_lens)
-    tokens = np.full(batch, decoder.bos, dtype=np.int64)
-    history = np.empty((batch, 0), dtype=np.int64)
-    log_prob = np.zeros(batch, dtype=np.float32)
-    done = np.zeros(batch, dtype=bool)
+    argmax is taken there and the (N, V) log-probabilities never leave it. The score is
+    log P / lp(Y); the coverage penalty, which would only rescore the one hypothesis, is beam
+    search's alone."""
+    history, log_prob = _token_by_token(decoder, memory, state, constraints, vocab, 1, None)
+    return _hypotheses(history, log_prob, constraints.eos, length_penalty)
+
+
+def sample(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, *, n_best: int,
+           temperature: float, top_k: int, top_p: float, length_penalty: float,
+           rng: np.random.Generator) -> list[list[Hypothesis]]:
+    """``n_best`` samples of each sentence, each token drawn from the model's distribution (with
+    ``temperature``, among the ``top_k`` most probable tokens, 0 for all, then within the
+    ``top_p`` nucleus; :func:`~s2s.search.sampling.draw`), under the same constraints as the
+    searches. Each sentence is expanded to ``n_best`` rows that go through the same ``select``
+    as :func:`greedy`, k = top_k (or the vocabulary) sorted candidates per row, so that a search
+    head in the step graph does the sorting. A sample's ``log_prob`` is the model's own (without
+    temperature or truncation) and its score log P / lp(Y); a sentence's samples come best score
+    first, and may repeat. ``rng`` draws every token: the same generator state, the same samples.
+    """
+    rows = np.repeat(np.arange(len(constraints.max_lens)), n_best)
+    if n_best > 1:
+        memory = memory if decoder.memory_per_sentence else decoder.take_memory(memory, rows)
+        state, constraints = decoder.reorder(state, rows), constraints.select(rows)
+    k = min(top_k, vocab) if top_k else vocab
+    history, log_prob = _token_by_token(decoder, memory, state, constraints, vocab, k,
+                                        lambda values: draw(values, temperature, top_p, rng))
+    hyps = _hypotheses(history, log_prob, constraints.eos, length_penalty)
+    return [sorted(hyps[i: i + n_best], key=lambda h: -h.score) for i in range(0, len(hyps), n_best)]
+
+
+def _token_by_token(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, k: int,
+                    pick: Callable[[np.ndarray], np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
+    """Every row's tokens one step at a time, each row its own block: of its k best candidates
+    the one at the position ``pick(values)`` chooses ((N, k) -> (N,)), or the first when pick is
+    None, until all rows have reached EOS (then fed EOS) or their limits. Below the minimum
+    length EOS is banned by ``ban_eos`` or, for a decoder that widens, by one more candidate
+    dropped here. -> history (N, T), each row EOS from its first EOS on, and each row's summed
+    log-probabilities (N,) float32."""
+    eos, rows = constraints.eos, len(constraints.max_lens)
+    tokens = np.full(rows, decoder.bos, dtype=np.int64)
+    history = np.empty((rows, 0), dtype=np.int64)
+    log_prob = np.zeros(rows, dtype=np.float32)
+    done = np.zeros(rows, dtype=bool)
     for t in range(int(constraints.max_lens.max()) + 1):
         mask, eos_only = constraints.plan(t, history, vocab)
         widen = eos_only and decoder.widens_for_eos
-        best, index, state = decoder.select(tokens, state, memory, None, batch, 2 if widen else 1, mask,
-                                            eos_only and not widen)
+        values, index, state, _ = decoder.select(tokens, state, memory, None, rows, min(k + 1, vocab) if widen else k,
+                                                 mask, eos_only and not widen)
         if widen:
-            best, index = drop_eos(best, index, vocab, 1, eos)
-        tokens = np.where(done, eos, index[:, 0])
-        log_prob = log_prob + np.where(done, np.float32(0.0), best[:, 0])
+            values, index = drop_eos(values, index, vocab, k, eos)
+        if pick is None:
+            chosen, best = index[:, 0], values[:, 0]
+        else:
+            at = np.arange(rows), pick(values)
+            chosen, best = index[at], values[at]
+        tokens = np.where(done, eos, chosen)
+        log_prob = log_prob + np.where(done, np.float32(0.0), best)
         history = np.concatenate([history, tokens[:, None]], 1)
         done |= tokens == eos
         if done.all():
             break
+    return history, log_prob
+
+
+def _hypotheses(history: np.ndarray, log_prob: np.ndarray, eos: int, length_penalty: float) -> list[Hypothesis]:
+    """One hypothesis per row of :func:`_token_by_token`'s output, cut at its first EOS."""
     out = []
     for row, lp in zip(history.tolist(), log_prob.tolist()):
         length = row.index(eos) if eos in row else len(row)
@@ -74,17 +126,19 @@ def greedy(decoder: Decoder, memory, state, constraints: Constraints, vocab: int
 
 
 def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, *, beam_size: int, n_best: int,
-         length_penalty: float) -> list[list[Hypothesis]]:
+         length_penalty: float, coverage: CoveragePenalty | None = None) -> list[list[Hypothesis]]:
     """Batched beam search: for each sentence its ``n_best`` hypotheses, best first.
 
     At each step each sentence's 2K best continuations are taken; EOS candidates ranked within
-    the top K become finished hypotheses (scored with the GNMT length penalty), and the K best
-    others continue. A sentence is done once it has K finished hypotheses.
+    the top K become finished hypotheses (scored with the GNMT length penalty, plus the
+    ``coverage`` penalty if given), and the K best others continue. A sentence is done once it
+    has K finished hypotheses. With a coverage penalty each step also fetches the attention,
+    summed per row over its steps and reordered with the rows.
     """
     if not 1 <= n_best <= beam_size:
         raise ValueError(f"n_best must be within 1..beam ({beam_size}), got {n_best}")
     k, batch, per_sentence = beam_size, len(constraints.max_lens), decoder.memory_per_sentence
-    choose = StepChoice(vocab, k, constraints.eos, length_penalty)
+    choose = StepChoice(vocab, k, constraints.eos, length_penalty, coverage)
     # Every sentence starts from one live hypothesis, so the first step runs on one row per
     # sentence (width 1) and the survivors then fill K rows each: the K - 1 rows the first step
     # would score at -inf are never computed. Too small a vocabulary for 2K candidates per row
@@ -100,15 +154,19 @@ def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, 
     history = np.empty((batch * width, 0), dtype=np.int64)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     tokens = np.full(batch * width, decoder.bos, dtype=np.int64)
+    attended = None  # with a coverage penalty: (N, S), each row's attention summed over its steps
     for t in range(int(constraints.max_lens.max()) + 1):
         mask, eos_only = constraints.plan(t, history, vocab)
         widen = eos_only and decoder.widens_for_eos
         wanted = min(2 * k + width, width * vocab) if widen else 2 * k
-        values, index, state = decoder.select(tokens, state, memory, scores.reshape(-1, 1), len(alive), wanted, mask,
-                                              eos_only and not widen)
+        values, index, state, attention = decoder.select(tokens, state, memory, scores.reshape(-1, 1), len(alive),
+                                                         wanted, mask, eos_only and not widen,
+                                                         attention=coverage is not None)
+        if coverage is not None:
+            attended = attention if attended is None else attended + attention
         # rows (the hypotheses continued; None: each its own), tokens, scores (B, k), and which
         # sentences are done (None: no sentence finished a hypothesis at this step)
-        rows, tokens, scores, done = choose(values, index, width, alive, finished, history, t, widen)
+        rows, tokens, scores, done = choose(values, index, width, alive, finished, history, t, widen, attended)
         if done is not None and done.all():
             break
         if done is not None and done.any():  # finished sentences leave the batch
@@ -124,17 +182,25 @@ def beam(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, 
         width = k
         if rows is not None:
             state, constraints, history = decoder.reorder(state, rows), constraints.select(rows), history[rows]
+            attended = None if attended is None else attended[rows]
         history = np.concatenate([history, tokens[:, None]], 1)
     return [sorted(hyps, key=lambda h: -h.score)[:n_best] for hyps in finished]
 
 
-def search(decoder: Decoder, memory, state, constraints: Constraints, vocab: int,
-           options: DecodeOptions) -> list[list[Hypothesis]]:
-    """Greedy for beam 1 with one hypothesis (the same tokens for less work), else beam search."""
+def search(decoder: Decoder, memory, state, constraints: Constraints, vocab: int, options: DecodeOptions, *,
+           src_lengths: np.ndarray, rng: np.random.Generator) -> list[list[Hypothesis]]:
+    """Sampling with ``options.sample`` (its tokens drawn from ``rng``); greedy for beam 1 with
+    one hypothesis (the same tokens for less work); else beam search, with the coverage penalty
+    over each sentence's ``src_lengths`` (B,) real source positions when it is on."""
+    if options.sample:
+        return sample(decoder, memory, state, constraints, vocab, n_best=options.n_best,
+                      temperature=options.temperature, top_k=options.top_k, top_p=options.top_p,
+                      length_penalty=options.length_penalty, rng=rng)
     if options.greedy:
         return [[h] for h in greedy(decoder, memory, state, constraints, vocab, length_penalty=options.length_penalty)]
+    coverage = CoveragePenalty(options.coverage_penalty, src_lengths) if options.coverage_penalty > 0 else None
     return beam(decoder, memory, state, constraints, vocab, beam_size=options.beam, n_best=options.n_best,
-                length_penalty=options.length_penalty)
+                length_penalty=options.length_penalty, coverage=coverage)
 
 
 def limits_of(src_lengths: np.ndarray, options: DecodeOptions, eos: int) -> Constraints:

@@ -101,14 +101,16 @@ def test_dropping_eos_from_a_widened_top_list_equals_masking_it():
 def test_the_python_step_choice_equals_the_numpy_one():
     """choose_small (few sentences) and choose (numpy) give the same rows, tokens, scores, done
     flags and finished hypotheses on random sorted candidate lists with EOS, -inf and ties, with
-    and without the widened list of eos_only, including sentences already holding hypotheses."""
+    and without the widened list of eos_only, including sentences already holding hypotheses, and
+    with or without a coverage penalty (read from the finishing row's summed attention)."""
     import numpy as np
 
     from s2s.search.candidates import StepChoice, choose, choose_small, top_k
     from s2s.search.constraints import NEG_INF
+    from s2s.search.hypotheses import CoveragePenalty, normalized_score
 
     rng = np.random.default_rng(3)
-    vocab, seen = 7, {"eos": 0, "done": 0, "padded": 0, "unchanged": 0}
+    vocab, seen = 7, {"eos": 0, "done": 0, "padded": 0, "unchanged": 0, "covered": 0}
     for _ in range(400):
         k, width, sentences = int(rng.integers(1, 5)), int(rng.integers(1, 4)), int(rng.integers(1, 4))
         eos_only = bool(rng.integers(0, 2))
@@ -120,12 +122,17 @@ def test_the_python_step_choice_equals_the_numpy_one():
         values, index = top_k(scores, wanted)
         alive = np.sort(rng.choice(10, sentences, replace=False))
         history = rng.integers(4, vocab, size=(sentences * width, 3))
+        history[:, 0] = np.arange(len(history)) + 10  # a hypothesis's first token names its row
         finished0 = [[None] * int(rng.integers(0, k)) for _ in range(10)]  # earlier hypotheses
+        coverage, attended = None, None
+        if rng.integers(0, 2):
+            coverage = CoveragePenalty(0.4, rng.integers(1, 6, size=10))
+            attended = rng.random((sentences * width, 5)).astype(np.float32) * 2
         results = []
         for choice in (choose, choose_small):
             finished = [list(f) for f in finished0]
-            rows, tokens, kept, done = choice(StepChoice(vocab, k, EOS, 0.6), values.copy(), index.copy(), width,
-                                              alive, finished, history, 5, eos_only)
+            rows, tokens, kept, done = choice(StepChoice(vocab, k, EOS, 0.6, coverage), values.copy(), index.copy(),
+                                              width, alive, finished, history, 5, eos_only, attended)
             results.append((rows, tokens, kept, done, finished))
         (r1, t1, s1, d1, f1), (r2, t2, s2, d2, f2) = results
         if r2 is None:  # no reordering: every hypothesis continues its own row
@@ -143,6 +150,11 @@ def test_the_python_step_choice_equals_the_numpy_one():
         assert (d1 is not None and bool(d1.any())) == (d2 is not None and bool(d2.any()))
         if d2 is not None:
             np.testing.assert_array_equal(d1, d2)
+        for sentence, (before, after) in enumerate(zip(finished0, f1)):
+            for h in after[len(before):]:  # each new hypothesis: log P / lp, plus the penalty of its row's attention
+                cp = 0.0 if coverage is None else coverage(sentence, attended[h.tokens[0] - 10])
+                assert h.score == normalized_score(h.log_prob, 6, 0.6) + cp
+                seen["covered"] += cp < 0
         seen["eos"] += f1 != finished0
         seen["done"] += d2 is not None and bool(d2.any())
         seen["padded"] += bool(np.isinf(s1).any())

@@ -79,11 +79,11 @@ class TableModel:
     the search keeps memory, state and tokens row-aligned (finished sentences leaving included)."""
 
     def __init__(self, *tables: dict):
-        self.log_probs = torch.full((len(tables), V, V), float("-inf"))
+        self.table = torch.full((len(tables), V, V), float("-inf"))  # log-probabilities
         for k, table in enumerate(tables):
             for prev in range(V):
                 for token, p in table.get(prev, {EOS: 1.0}).items():
-                    self.log_probs[k, prev, token] = ln(p)
+                    self.table[k, prev, token] = ln(p)
         self.steps_taken = 0
         self.rows_per_step: list[int] = []
 
@@ -97,8 +97,13 @@ class TableModel:
         assert bool((state["steps"] == state["steps"][0]).all()), "state rows out of step"
         self.steps_taken += 1
         self.rows_per_step.append(rows)
-        logits = self.log_probs[memory["table"], prev_tokens]
+        logits = self.table[memory["table"], prev_tokens]
         return logits, {"steps": state["steps"] + 1}, torch.ones(rows, 1)
+
+    def log_probs(self, prev_tokens, state, memory):
+        """The contract's log-probabilities: the tables' rows are already normalised."""
+        logits, state, attn = self.step(prev_tokens, state, memory)
+        return torch.log_softmax(logits, -1), state, attn
 
     @staticmethod
     def reorder(state, index):
@@ -322,7 +327,7 @@ class NumpyTables:
     """TableModel's step for a numpy backend: same tables, numpy in and out."""
 
     def __init__(self, model: TableModel):
-        self.log_probs = model.log_probs.numpy()
+        self.log_probs = model.table.numpy()
         self.rows_per_step: list[int] = []
 
     def __call__(self, tokens, state, memory):
@@ -362,9 +367,9 @@ def test_numpy_and_torch_backends_give_the_same_search(beam, min_len, small_rows
     calls = []
 
     class Counting(ArrayDecoder):
-        def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos=False):
+        def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos=False, attention=False):
             calls.append((k, mask is None))
-            return super().select(tokens, state, memory, scores, blocks, k, mask, ban_eos)
+            return super().select(tokens, state, memory, scores, blocks, k, mask, ban_eos, attention)
 
     decoder = Counting(step, BOS)
     memory, state = {"table": src[:, 0].numpy()}, {"steps": np.zeros(len(tables), np.int64)}
@@ -463,7 +468,7 @@ def test_the_search_takes_bos_and_eos_from_its_caller(beam):
     perm = np.roll(np.arange(V), 3)  # old id i -> (i + 3) % V: BOS 2 -> 5, EOS 3 -> 6, A 4 -> 7
     model, src, src_lengths = fake(CLASSIC, NGRAM, LENGTH)
     limits = lens(5, 6, 6)
-    table = model.log_probs.numpy()
+    table = model.table.numpy()
     moved = np.empty_like(table)
     moved[:, perm[:, None], perm[None, :]] = table
 
