@@ -28,6 +28,8 @@ class Bundle:
     state: list[str]
     variants: dict[str, dict] = field(default_factory=dict)
     memory_per_sentence: bool = False  # graphs.memory_per_sentence: the step takes B memory rows for B * K state rows
+    # graphs.copy_extends: log_probs has V + S columns, ids >= V naming source pieces (s2s.search.copying)
+    copy_extends: bool = False
     special: SpecialIds = SpecialIds(0, 1, 2, 3)
     decode: DecodeOptions = DecodeOptions()
 
@@ -70,9 +72,10 @@ def validate(meta: dict, path: Path) -> Bundle:
     memory = [m["name"] for m in _need(graphs, "memory", list, where + " graphs")]
     state = [s["name"] for s in _need(graphs, "state", list, where + " graphs")]
     variants = _need(graphs, "variants", dict, where + " graphs")
-    shared = graphs.get("memory_per_sentence", False)
-    if not isinstance(shared, bool):
-        raise BundleError(f"{where}: field 'graphs.memory_per_sentence' must be true or false, got {shared!r}")
+    shared, extends = graphs.get("memory_per_sentence", False), graphs.get("copy_extends", False)
+    for key, value in (("memory_per_sentence", shared), ("copy_extends", extends)):
+        if not isinstance(value, bool):
+            raise BundleError(f"{where}: field 'graphs.{key}' must be true or false, got {value!r}")
     vocab = _need(meta, "vocab", dict, where)
     for role in ("source", "target"):
         name = _need(vocab, role, str, where + " vocab")
@@ -87,7 +90,7 @@ def validate(meta: dict, path: Path) -> Bundle:
         decode = DecodeOptions.from_dict(meta.get("decode", {}), f"{where}: field 'decode'")
     except ConfigError as err:
         raise BundleError(str(err)) from None
-    return Bundle(path, meta, memory, state, variants, shared, special, decode)
+    return Bundle(path, meta, memory, state, variants, shared, extends, special, decode)
 
 
 def read_bundle(path: str | Path) -> Bundle:

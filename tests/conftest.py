@@ -80,7 +80,10 @@ def tiny_model_factory():
     from s2s.config import recipe_from_dict
     from s2s.models.build import build_model
 
-    def make(encoder=None, decoder=None, attention=None, vocab=40, seed=0, **embeddings):
+    def make(encoder=None, decoder=None, attention=None, vocab=40, seed=0, source_to_target=None, **embeddings):
+        """``source_to_target``: copy attention's table (the identity over ``vocab`` ids by default)."""
+        import numpy as np
+
         model_section = {
             "embeddings": {"dim": 16, "dropout": 0.0, **embeddings},
             "encoder": {"type": "lstm", "hidden": 8, "layers": 2, "dropout": 0.0, **(encoder or {})},
@@ -89,7 +92,8 @@ def tiny_model_factory():
         }
         recipe = recipe_from_dict({"model": model_section})
         torch.manual_seed(seed)
-        return build_model(recipe.model, vocab, vocab).eval()
+        table = np.arange(vocab) if source_to_target is None else np.asarray(source_to_target)
+        return build_model(recipe.model, len(table), vocab, table).eval()
 
     return make
 

@@ -31,8 +31,18 @@ ratio to the base:
         --variant ss-argmax:teacher_forcing_ratio=0.5 \
         --variant ss-grad:teacher_forcing_ratio=0.5,first_pass_gradient=true
 
-A variant is ``NAME:KEY=VALUE[,KEY=VALUE...]`` over keys of ``train.sampling`` only (the rest of
-the recipe, the optimizer included, is shared).
+A variant is ``NAME:KEY=VALUE[,KEY=VALUE...]``. A plain key is one of ``train.sampling`` (the model,
+the optimizer and the rest of the recipe are shared with the base). A dotted key overrides any
+recipe key, and a variant with one gets a model and optimizer of its own, built with the same
+seed and timed on the same batches, e.g. copy attention and coverage on the summarization
+transformer (``--recipe`` benchmarks any recipe instead of an ``--arch``):
+
+    python tools/bench_train.py --recipe recipes/debian-descriptions/transformer.yaml --updates 20 --rounds 3 \
+        --variant copy:model.decoder.copy=true \
+        --variant copy-coverage:model.decoder.copy=true,model.decoder.coverage=true,train.coverage_loss=0.5
+
+Source tokens/s (non-pad source tokens incl. EOS) are reported beside target tokens/s: for
+summarization the source is most of the work.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import s2s.models  # noqa: E402,F401
+from s2s.config import load_recipe  # noqa: E402
 from s2s.errors import S2SError  # noqa: E402
 from s2s.cpu.allocator import keep_freed_memory  # noqa: E402
 from s2s.training.device import pick_device  # noqa: E402
@@ -63,13 +74,19 @@ from s2s.training.sampling import check_sampling  # noqa: E402
 from tools.bench_models import ARCHS, benchmark_recipe  # noqa: E402
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
-    """``NAME:KEY=VALUE,...`` -> (NAME, ["train.sampling.KEY=VALUE", ...])."""
+    """``NAME:KEY=VALUE,...`` -> (NAME, recipe overrides): plain keys are of ``train.sampling``,
+    dotted keys are full recipe keys."""
     name, sep, body = text.partition(":")
     pairs = [p.strip() for p in body.split(",") if p.strip()]
-    if not sep or not name or not pairs or any("=" not in p or "." in p.partition("=")[0] for p in pairs):
-        raise SystemExit(f"bench_train: --variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...] with keys "
-                         "of train.sampling, e.g. ss:teacher_forcing_ratio=0.5,predictions=sample")
-    return name, [f"train.sampling.{p}" for p in pairs]
+    if not sep or not name or not pairs or any("=" not in p for p in pairs):
+        raise SystemExit(f"bench_train: --variant {text!r}: expected NAME:KEY=VALUE[,KEY=VALUE...], keys of "
+                         "train.sampling or dotted recipe keys, e.g. ss:teacher_forcing_ratio=0.5")
+    return name, [p if "." in p.partition("=")[0] else f"train.sampling.{p}" for p in pairs]
+
+
+def shares_model(settings: list[str]) -> bool:
+    """Whether a variant changes only ``train.sampling`` (and so may reuse the base's model)."""
+    return all(s.startswith("train.sampling.") for s in settings)
 
 
 def median_round(rounds):
@@ -84,6 +101,7 @@ def peak_rss_mb() -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=sorted(ARCHS), default="rnn")
+    parser.add_argument("--recipe", help="benchmark this recipe file instead of an --arch model")
     parser.add_argument("--updates", type=int, default=60, help="timed updates after warm-up")
     parser.add_argument("--warmup", type=int, default=10, help="updates excluded from the figure")
     parser.add_argument("--rounds", type=int, default=1, help="time the same updates this many times; report the median")
@@ -100,52 +118,69 @@ def main() -> int:
     if args.device == "cpu":
         keep_freed_memory()
     try:
-        recipe = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides)
-        variants = {"base": recipe}
+        def load(extra: list[str]):
+            common = [f"train.device={args.device}"] + args.overrides + extra
+            return load_recipe(args.recipe, common) if args.recipe else benchmark_recipe(args.arch, common)
+
+        recipe = load([])
+        variants, own_model = {"base": recipe}, {"base": False}
         for text in args.variants:
             name, settings = parse_variant(text)
             if name in variants:
                 parser.error(f"--variant {text!r}: the name {name!r} is taken")
-            variants[name] = benchmark_recipe(args.arch, [f"train.device={args.device}"] + args.overrides + settings)
+            variants[name], own_model[name] = load(settings), not shares_model(settings)
         for variant in variants.values():
             check_sampling(variant)
     except S2SError as error:
         print(f"bench_train: {error}", file=sys.stderr)
         return 2
-    seed_everything(recipe.seed)
-    cache = Path(args.cache) / args.arch
+    cache = Path(args.cache) / (Path(args.recipe).stem if args.recipe else args.arch)
     cache.mkdir(parents=True, exist_ok=True)
     data = prepare_data(recipe, cache)
+    device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = build_trainer(recipe, Path(run_dir), data, pick_device(args.device))
+        trainers = {}
+        for name, variant in variants.items():  # a model of its own for a variant that changes more than sampling
+            if name == "base" or own_model[name]:
+                seed_everything(recipe.seed)
+                (Path(run_dir) / name).mkdir()
+                trainers[name] = build_trainer(variant, Path(run_dir) / name, data, device)
+        trainer = trainers["base"]
         base = trainer.settings
         batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: args.warmup + args.updates]
-        for positions in batches[: args.warmup]:
-            trainer.train_step([data.train.collate(positions)])
+        for own in trainers.values():
+            for positions in batches[: args.warmup]:
+                own.train_step([data.train.collate(positions)])
         timed = {name: [] for name in variants}
+        source = {name: [] for name in variants}
         for _ in range(max(1, args.rounds)):
             for name, variant in variants.items():
-                # the step reads the sampling settings each update
-                trainer.settings = dataclasses.replace(base, sampling=variant.train.sampling)
-                times, tokens = [], []
+                runner = trainers.get(name, trainer)
+                if runner is trainer:  # the step reads the sampling settings each update
+                    trainer.settings = dataclasses.replace(base, sampling=variant.train.sampling)
+                times, tokens, src_tokens = [], [], []
                 for positions in batches[args.warmup:]:
                     batch = data.train.collate(positions)
                     start = time.perf_counter()
-                    loss = trainer.train_step([batch])
-                    if trainer.device.type == "cuda":
+                    loss = runner.train_step([batch])
+                    if runner.device.type == "cuda":
                         torch.cuda.synchronize()
                     times.append(time.perf_counter() - start)
                     tokens.append(batch.num_tokens)
+                    src_tokens.append(int(batch.src_lengths.sum()))
                 timed[name].append((sum(tokens) / sum(times), times, tokens))
+                source[name].append(sum(src_tokens) / sum(times))
+                if name == "base":
+                    final_loss = float(loss) / batch.num_tokens
             trainer.settings = base
-        final_loss = float(loss) / batch.num_tokens
     rounds = timed["base"]
     speed, times, tokens = median_round(rounds)
     speeds = {name: median_round(r)[0] for name, r in timed.items()}
+    source_speeds = {name: statistics.median(r) for name, r in source.items()}
     per_update = [n / t for n, t in zip(tokens, times)]
     result = {
-        "arch": args.arch, "updates": len(times), "rounds": len(rounds), "threads": args.threads,
-        "device": args.device, "target_tokens_per_s": speed,
+        "arch": args.recipe or args.arch, "updates": len(times), "rounds": len(rounds), "threads": args.threads,
+        "device": args.device, "target_tokens_per_s": speed, "source_tokens_per_s": source_speeds["base"],
         "round_tokens_per_s": [round(r[0], 1) for r in rounds],
         "median_update_tokens_per_s": statistics.median(per_update),
         "median_update_s": statistics.median(times), "mean_batch_target_tokens": sum(tokens) / len(tokens),
@@ -154,9 +189,9 @@ def main() -> int:
     }
     if len(variants) > 1:
         result["variants"] = {
-            name: {"target_tokens_per_s": speeds[name],
+            name: {"target_tokens_per_s": speeds[name], "source_tokens_per_s": source_speeds[name],
                    "round_tokens_per_s": [round(r[0], 1) for r in timed[name]],
-                   "ratio_to_base": speeds[name] / speed,
+                   "ratio_to_base": speeds[name] / speed, "own_model": own_model[name],
                    "sampling": dataclasses.asdict(variants[name].train.sampling)}
             for name in variants if name != "base"}
     width = max(len(k) for k in result)
@@ -164,10 +199,11 @@ def main() -> int:
         if key != "variants":
             print(f"{key:<{width}}  {value:.2f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
     if len(variants) > 1:
-        print(f"\n{'variant':<12} {'tokens/s':>9} {'x base':>7}  rounds")
-        print(f"{'base':<12} {speed:>9.0f} {1:>7.3f}  {result['round_tokens_per_s']}")
+        print(f"\n{'variant':<14} {'tgt tok/s':>9} {'src tok/s':>9} {'x base':>7}  rounds (target tokens/s)")
+        print(f"{'base':<14} {speed:>9.0f} {source_speeds['base']:>9.0f} {1:>7.3f}  {result['round_tokens_per_s']}")
         for name, row in result["variants"].items():
-            print(f"{name:<12} {row['target_tokens_per_s']:>9.0f} {row['ratio_to_base']:>7.3f}  {row['round_tokens_per_s']}")
+            print(f"{name:<14} {row['target_tokens_per_s']:>9.0f} {row['source_tokens_per_s']:>9.0f} "
+                  f"{row['ratio_to_base']:>7.3f}  {row['round_tokens_per_s']}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

@@ -24,7 +24,7 @@ def run(args) -> int:
         for i, hyps in enumerate(results):
             if options.get("n_best", 1) > 1:
                 for h in hyps:
-                    out.write(f"{i} ||| {translator.detokenize(h.tokens)} ||| {h.score:.4f}\n")
+                    out.write(f"{i} ||| {translator.text(h)} ||| {h.score:.4f}\n")
             else:
-                out.write(translator.detokenize(hyps[0].tokens) + "\n")
+                out.write(translator.text(hyps[0]) + "\n")
     return 0

@@ -11,10 +11,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from s2s.config import VocabConfig
 from s2s.errors import DataError
+from s2s.search.copying import piece_table
 from s2s.search.hypotheses import SpecialIds
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
@@ -62,6 +64,13 @@ class Vocabs:
     @property
     def joint(self) -> bool:
         return self.src.path == self.tgt.path
+
+    def source_to_target(self) -> np.ndarray:
+        """For each source id, the target id of the same piece or -1 (copy attention's table,
+        :func:`s2s.search.copying.source_to_target`): the identity for a joint vocabulary."""
+        if self.joint:
+            return np.arange(len(self.src), dtype=np.int64)
+        return piece_table(self.src.sp, self.tgt.sp)
 
     @property
     def special(self) -> SpecialIds:

@@ -2,7 +2,8 @@
 
 Only what must run where the weights are stays here: the decoder step, the log-softmax, the
 constraint mask and the running scores added on the device, and each sentence's top k there,
-so that only (B, k) values and indices cross to the host per step. The loop that decides what
+so that only (B, k) values and indices cross to the host per step (and the (N, S) attention
+when a coverage penalty asks for it). The loop that decides what
 survives is :mod:`s2s.search.loops`, the same one the runtime drives.
 """
 
@@ -35,9 +36,9 @@ class ModelDecoder:
         """Encode a padded batch: (B, S) ids and (B,) lengths -> memory, initial state."""
         return self.model.encode(self._tensor(src), self._tensor(src_lengths))
 
-    def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos):
-        logits, state, _ = self.model.step(self._tensor(tokens), state, memory)
-        candidates = torch.log_softmax(logits.float(), -1)
+    def select(self, tokens, state, memory, scores, blocks, k, mask, ban_eos, attention=False):
+        candidates, state, attn = self.model.log_probs(self._tensor(tokens), state, memory)
+        attn = attn.float().cpu().numpy() if attention else None
         if ban_eos:
             candidates[:, self.eos] = float("-inf")
         if mask is not None:
@@ -47,13 +48,13 @@ class ModelDecoder:
         candidates = candidates.view(blocks, -1)
         if k == 1:  # greedy: the first of equal maxima; on CPU topk costs several times one max
             values, index = candidates.max(1, keepdim=True)
-            return values.cpu().numpy(), index.cpu().numpy(), state
+            return values.cpu().numpy(), index.cpu().numpy(), state, attn
         values, index = candidates.topk(k, dim=1)
         values, index = values.cpu().numpy(), index.cpu().numpy()
         if (values[:, 1:] == values[:, :-1]).any():  # torch.topk orders equal values arbitrarily
             order = np.lexsort((index, -values), axis=1)
             values, index = np.take_along_axis(values, order, 1), np.take_along_axis(index, order, 1)
-        return values, index, state
+        return values, index, state, attn
 
     def reorder(self, state: dict, rows: np.ndarray) -> dict:
         return self.model.reorder(state, self._tensor(rows))

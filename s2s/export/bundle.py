@@ -112,6 +112,7 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "variants": variants,
             "search_head": True,
             "memory_per_sentence": bool(model.decoder.memory_per_sentence),
+            "copy_extends": bool(model.copy is not None and model.copy.extends),
         },
         provenance={
             "s2s_version": s2s.__version__, "commit": _commit(), "recipe": recipe.name, "run": str(run),

@@ -13,7 +13,9 @@ Memory and state are the flat dicts of the decoding contract, in the order ``enc
 returns them; their names go into ``bundle.json``, with the dynamic axes of each (``batch``,
 ``src_len``, and ``steps`` for a transformer's key/value caches, which grow by one per step;
 a transformer's cross-attention keys carry ``src_len`` on their last axis). The step ends in ``log_softmax`` so a search
-reads log-probabilities directly. N and S are dynamic axes.
+reads log-probabilities directly (with copy attention the step returns the copy mixture's, and
+when extended ids are possible ``log_probs`` has V + S columns, a dynamic axis ``width``). N and S
+are dynamic axes.
 """
 
 from __future__ import annotations
@@ -60,8 +62,8 @@ class StepGraph(nn.Module):
         k = len(self.spec.state)
         state = dict(zip(self.spec.state, tensors[:k]))
         memory = dict(zip(self.spec.memory, tensors[k:]))
-        logits, state, attn = self.model.step(prev_tokens, state, memory)
-        return (torch.log_softmax(logits.float(), -1),) + tuple(state[n] for n in self.spec.state) + (attn,)
+        log_probs, state, attn = self.model.log_probs(prev_tokens, state, memory)
+        return (log_probs,) + tuple(state[n] for n in self.spec.state) + (attn,)
 
 
 def sample_batch(vocab_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -114,6 +116,8 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         for name in spec.memory:
             axes[f"memory.{name}"] = memory_axes[name]
         axes["attention"] = {0: batch, 1: src_len}
+        if model.copy is not None and model.copy.extends:  # V + S columns: extended ids of copied pieces
+            axes["log_probs"] = {0: batch, 1: "width"}
         for name in spec.state:  # a growing cache has one more position after the step
             axes[f"state.{name}"] = state_axes[name]
             axes[f"next.{name}"] = {i: f"next_{label}" if i else label for i, label in state_axes[name].items()}

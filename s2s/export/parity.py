@@ -50,9 +50,9 @@ def check_steps(model, runtime: Translator, src: torch.Tensor, lengths: torch.Te
         for name in memory:
             worst = max(worst, _max_diff(o_memory[name], memory[name].numpy()))
         for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps, runtime.bos):
-            logits, state, attn = model.step(tokens, state, memory)
+            ours, state, attn = model.log_probs(tokens, state, memory)
             log_probs, o_state, o_attn = runtime.step(tokens.numpy(), o_state, o_memory)
-            worst = max(worst, _max_diff(log_probs, torch.log_softmax(logits.float(), -1).numpy()),
+            worst = max(worst, _max_diff(log_probs, ours.numpy()),
                         _max_diff(o_attn, attn.numpy()),
                         *(_max_diff(o_state[n], state[n].numpy()) for n in state))
             o_state = {n: state[n].numpy() for n in state}  # continue both from the same state
@@ -97,11 +97,10 @@ def float64_errors(model, runtime: Translator, src: torch.Tensor, lengths: torch
         o_memory = {n: v.numpy() for n, v in memory.items()}
         for tokens in _probe_tokens(src.size(0), runtime.vocab_size, steps, runtime.bos):
             state = single(state64)
-            logits64, next64, _ = exact.step(tokens, state64, memory64)
-            truth = torch.log_softmax(logits64, -1)
-            logits, new_state, _ = model.step(tokens, state, memory)
+            truth, next64, _ = exact.log_probs(tokens, state64, memory64)
+            ours, new_state, _ = model.log_probs(tokens, state, memory)
             log_probs, o_state, _ = runtime.step(tokens.numpy(), {n: v.numpy() for n, v in state.items()}, o_memory)
-            note("torch_log_probs", torch.log_softmax(logits.float(), -1).numpy(), truth)
+            note("torch_log_probs", ours.numpy(), truth)
             note("runtime_log_probs", log_probs, truth)
             for name in next64:
                 note("torch_state", new_state[name].numpy(), next64[name])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from s2s import registry
 from s2s.config import ModelConfig
 from s2s.errors import ConfigError
 from s2s.models.contract import Seq2Seq
+from s2s.models.copy import Copy
 from s2s.models.embeddings import OutputProjection, TokenEmbedding
 
 
@@ -17,8 +20,13 @@ def _entry(kind: str, name: str):
     return entry
 
 
-def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -> Seq2Seq:
-    """Assemble embeddings, encoder, attention, decoder and output projection from a recipe."""
+def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
+                source_to_target: np.ndarray | None = None, unk: int = 1) -> Seq2Seq:
+    """Assemble embeddings, encoder, attention, decoder and output projection from a recipe.
+
+    A decoder with ``copy: true`` also needs ``source_to_target``, the target id of each source
+    piece or -1 (:meth:`s2s.data.vocab.Vocabs.source_to_target`), and the target UNK id ``unk``
+    that extended ids read as when fed back."""
     emb = config.embeddings
     if emb.share_src_tgt and src_vocab_size != tgt_vocab_size:
         raise ConfigError("model.embeddings.share_src_tgt needs one joint vocabulary (vocab.joint: true)")
@@ -41,7 +49,13 @@ def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int) -
         output = OutputProjection(decoder.output_dim, tgt_vocab_size, tgt_embed if emb.tie_output else None)
     except ValueError as err:
         raise ConfigError(f"model: {err}") from None
-    return Seq2Seq(src_embed, tgt_embed, encoder, decoder, output, emb.dropout)
+    copy = None
+    if getattr(config.decoder, "copy", False):
+        if source_to_target is None or len(source_to_target) != src_vocab_size:
+            raise ValueError("model.decoder.copy needs the source-to-target id table of the vocabularies "
+                             f"({src_vocab_size} source ids)")
+        copy = Copy(decoder.output_dim, encoder.output_dim, tgt_vocab_size, source_to_target, unk)
+    return Seq2Seq(src_embed, tgt_embed, encoder, decoder, output, emb.dropout, copy)
 
 
 def count_parameters(model: Seq2Seq) -> int:

@@ -15,6 +15,7 @@ from s2s.cpu.allocator import back_with_huge_pages, heap_top, keep_freed_memory
 from s2s.errors import BundleError, ConfigError
 from s2s.search import translator as base
 from s2s.search.arrays import ArrayDecoder, take
+from s2s.search.copying import copied_text, piece_table
 
 
 def default_providers() -> list[str]:
@@ -99,6 +100,8 @@ class Translator(base.Translator):
         self._feed_names = [(f"state.{n}", n) for n in bundle.state], [(f"memory.{n}", n) for n in self._memory_fed]
         self._head_inputs: dict[tuple[int, int, int], tuple] = {}  # (blocks, k, rows) -> zero scores, shape, k
         self.vocab_size = int(bundle.meta["vocab"].get("target_size") or len(self.tgt_vocab))
+        self.copy_extends = bundle.copy_extends
+        self.source_to_target = piece_table(self.src_vocab, self.tgt_vocab) if self.copy_extends else None
 
     @classmethod
     def load(cls, path: str | Path, variant: str = "fp32", providers: list[str] | None = None,
@@ -128,14 +131,15 @@ class Translator(base.Translator):
     widens_for_eos = True  # below min_len the head returns one more candidate per row: no (N, V) mask
 
     def select(self, tokens: np.ndarray, state: dict, memory: dict, scores: np.ndarray | None, blocks: int, k: int,
-               mask: np.ndarray | None, ban_eos: bool = False):
+               mask: np.ndarray | None, ban_eos: bool = False, attention: bool = False):
         """One step and the beam's choice in one onnxruntime call: each sentence's k best of
-        ``log_probs + mask + scores`` over its K*V candidates, and the next state. Without scores
-        (greedy) the head adds zeros."""
+        ``log_probs + mask + scores`` over its K*V candidates, the next state, and with
+        ``attention`` the step graph's attention output (N, S), else None (not fetched). Without
+        scores (greedy, sampling) the head adds zeros."""
         if ban_eos:
             raise ValueError("the runtime bans EOS by widening (widens_for_eos): the search never asks ban_eos")
         if not self.has_search_head:
-            return self._plain.select(tokens, state, memory, scores, blocks, k, mask)
+            return self._plain.select(tokens, state, memory, scores, blocks, k, mask, attention=attention)
         feeds = self._feeds(tokens, state, memory)
         head = self._head_inputs.get((blocks, k, len(tokens)))
         if head is None:
@@ -145,8 +149,9 @@ class Translator(base.Translator):
         feeds["search.scores"] = zeros if scores is None else scores
         if mask is not None:
             feeds["search.mask"] = mask
-        outputs = self._run_step(self._select_outputs, feeds)
-        return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:]))
+        outputs = self._run_step(self._select_outputs + ["attention"] if attention else self._select_outputs, feeds)
+        # zip stops at the state's names: a trailing attention output is not part of the state
+        return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:])), outputs[-1] if attention else None
 
     reorder = staticmethod(take)
     take_memory = staticmethod(take)
@@ -155,5 +160,8 @@ class Translator(base.Translator):
     def encode_lines(self, lines: list[str]) -> list[list[int]]:
         return self.src_vocab.encode(lines, out_type=int)
 
-    def detokenize(self, tokens: list[int]) -> str:
-        return self.tgt_vocab.decode(tokens)
+    def detokenize(self, tokens: list[int], copied: tuple[int, ...] = ()) -> str:
+        if not copied or max(tokens, default=0) < self.vocab_size:
+            return self.tgt_vocab.decode(tokens)
+        tgt, src = self.tgt_vocab, self.src_vocab
+        return copied_text(tokens, self.vocab_size, copied, tgt.id_to_piece, src.id_to_piece, " \u2047 ")

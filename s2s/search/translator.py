@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from s2s.search.copying import copied_pieces
 from s2s.search.hypotheses import Hypothesis, SpecialIds
 from s2s.search.loops import Decoder, limits_of, search
 from s2s.search.options import DecodeOptions
@@ -26,6 +27,10 @@ class Translator(ABC):
     options: DecodeOptions
     special: SpecialIds
     vocab_size: int  # target vocabulary
+    # copy attention over separate vocabularies: ids >= vocab_size name source pieces the target
+    # vocabulary lacks (s2s.search.copying), and the step has vocab_size + S columns
+    copy_extends: bool = False
+    source_to_target: Any = None  # with copy_extends: each source id's target id or -1 (np.ndarray)
 
     # ------------------------------------------------------------------ the backend's part
     @abstractmethod
@@ -33,8 +38,8 @@ class Translator(ABC):
         """Source subword ids of each line (no EOS)."""
 
     @abstractmethod
-    def detokenize(self, tokens: list[int]) -> str:
-        """Target subword ids -> text."""
+    def detokenize(self, tokens: list[int], copied: tuple[int, ...] = ()) -> str:
+        """Target subword ids -> text; an id ``vocab_size + j`` is the source piece ``copied[j]``."""
 
     @abstractmethod
     def start(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Decoder, Any, Any]:
@@ -42,27 +47,44 @@ class Translator(ABC):
 
     # ------------------------------------------------------------------ shared
     def hypotheses(self, lines: list[str], **overrides) -> list[list[Hypothesis]]:
-        """n-best hypotheses of each line, best first (an empty line gets one empty hypothesis)."""
+        """n-best hypotheses of each line, best first (an empty line gets one empty hypothesis).
+        With ``sample``, one random generator seeded with ``seed`` draws for the whole call, batch
+        after batch: the same lines and options give the same samples (a line's samples depend on
+        the lines decoded with it)."""
         options = self.options.with_overrides(**overrides)
+        rng = np.random.default_rng(options.seed)
         results = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
         ids = self.encode_lines(list(lines))
+        if options.max_src_len:  # the source as the model was trained on it (data.truncate_src)
+            ids = [row[: options.max_src_len] for row in ids]
         todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: -len(ids[i]))
         for start in range(0, len(todo), options.batch_size):
             chunk = todo[start: start + options.batch_size]
-            for i, hyps in zip(chunk, self.search_batch([ids[i] for i in chunk], options)):
+            for i, hyps in zip(chunk, self.search_batch([ids[i] for i in chunk], options, rng)):
                 results[i] = hyps
+                if self.copy_extends:  # what the sentence's extended ids name
+                    for hyp in hyps:
+                        hyp.copied = tuple(copied_pieces(ids[i], self.source_to_target))
         return results
+
+    def text(self, hypothesis: Hypothesis) -> str:
+        """A hypothesis detokenized, copied source pieces included."""
+        return self.detokenize(hypothesis.tokens, hypothesis.copied)
 
     def translate(self, lines: list[str], **overrides) -> list[str]:
         """The best translation of each line, detokenized."""
-        return [self.detokenize(hyps[0].tokens) for hyps in self.hypotheses(lines, **overrides)]
+        return [self.text(hyps[0]) for hyps in self.hypotheses(lines, **overrides)]
 
-    def search_batch(self, ids: list[list[int]], options: DecodeOptions) -> list[list[Hypothesis]]:
-        """The n-best hypotheses of one batch of source id lists."""
+    def search_batch(self, ids: list[list[int]], options: DecodeOptions,
+                     rng: np.random.Generator | None = None) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of one batch of source id lists; samples are drawn from ``rng``
+        (None: a generator seeded with ``options.seed``)."""
         lengths = np.array([len(r) + 1 for r in ids], dtype=np.int64)
         src = np.full((len(ids), int(lengths.max())), self.special.pad, dtype=np.int64)
         for i, row in enumerate(ids):
             src[i, : len(row)] = row
             src[i, len(row)] = self.special.eos
         decoder, memory, state = self.start(src, lengths)
-        return search(decoder, memory, state, limits_of(lengths, options, self.special.eos), self.vocab_size, options)
+        width = self.vocab_size + (src.shape[1] if self.copy_extends else 0)
+        return search(decoder, memory, state, limits_of(lengths, options, self.special.eos), width, options,
+                      src_lengths=lengths, rng=np.random.default_rng(options.seed) if rng is None else rng)

@@ -30,7 +30,6 @@ import torch
 from s2s.config import Recipe, SamplingConfig, TrainConfig, save_recipe
 from s2s.cpu.allocator import keep_freed_memory
 from s2s.data.batching import Batch, TokenBatcher
-from s2s.data.vocab import PAD
 from s2s.models.build import build_model, count_parameters
 from s2s.models.contract import Seq2Seq
 from s2s.training import checkpoint
@@ -73,13 +72,14 @@ class TrainSettings:
     progress: bool = False
     amp: Literal["none", "bf16", "fp16"] = "none"  # as used on the device: "none" off GPUs
     sampling: SamplingConfig = SamplingConfig()
+    coverage_loss: float = 0.0
 
     @classmethod
     def from_config(cls, config: TrainConfig, device: torch.device) -> TrainSettings:
         return cls(config.update_freq, config.clip_norm, config.label_smoothing, config.log_every,
                    config.valid_every, config.max_steps, config.max_epochs, config.max_minutes, config.patience,
                    config.average_last, config.best_metric, config.progress, amp_on(config.amp, device),
-                   config.sampling)
+                   config.sampling, config.coverage_loss)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -108,7 +108,8 @@ class Trainer:
     # ------------------------------------------------------------------ one update
     def train_step(self, batches: list[Batch]) -> torch.Tensor:
         """One update on the gradients of ``batches`` (``update_freq`` of them), normalised by
-        their total target tokens; returns the summed smoothed loss (device tensor, no sync)."""
+        their total target tokens; returns the summed smoothed loss (device tensor, no sync),
+        without the coverage loss that the update also follows when ``coverage_loss`` > 0."""
         s = self.settings
         self.model.train()
         total = sum(b.num_tokens for b in batches)
@@ -116,11 +117,11 @@ class Trainer:
         mixing = token_mixing(s.sampling, self.position.step)  # None: teacher forcing
         for batch in batches:
             t = to_device(batch, self.device)
-            keep = t["tgt_out"] != PAD  # only real target positions reach the output projection
             with autocast(self.device, s.amp):
-                hidden = self.model.features(t["src"], t["src_lengths"], t["tgt_in"], mixing)[keep]
-            loss_sum = self.model.output_loss(hidden, t["tgt_out"][keep], s.label_smoothing)
-            self.scaler.scale(loss_sum / total).backward()
+                forced = self.model.teacher_forced(t["src"], t["src_lengths"], t["tgt_in"], mixing)
+            loss_sum, coverage_sum = self.model.loss(forced, t["tgt_out"], s.label_smoothing, s.coverage_loss > 0)
+            objective = loss_sum if coverage_sum is None else loss_sum + s.coverage_loss * coverage_sum
+            self.scaler.scale(objective / total).backward()
             loss += loss_sum.detach()
         if s.clip_norm > 0:
             self.scaler.unscale_(self.optimizer)
@@ -258,7 +259,8 @@ class Trainer:
 # --------------------------------------------------------------------------- wiring a recipe
 def build_trainer(recipe: Recipe, run_dir: Path, data: PreparedData, device: torch.device) -> Trainer:
     """The parts of ``recipe`` built and handed to a :class:`Trainer` that reports into ``run_dir``."""
-    model = build_model(recipe.model, len(data.vocabs.src), len(data.vocabs.tgt)).to(device)
+    vocabs = data.vocabs
+    model = build_model(recipe.model, len(vocabs.src), len(vocabs.tgt), vocabs.source_to_target()).to(device)
     optimizer = make_optimizer(model, recipe.train)
     schedule = LRSchedule(optimizer, recipe.train, model_dim=recipe.model.decoder.hidden)
     reporter = RunReporter(run_dir, recipe.train.progress)

@@ -79,6 +79,27 @@ def test_evaluate_with_model_translates_the_test_split(trained_run):
     assert json.loads(explicit.stdout)["bleu"] == scores["bleu"]
 
 
+def test_evaluate_rouge_alias_with_hyp_ref_and_with_model_shows_the_signature(trained_run):
+    """--metrics rouge = rouge1, rouge2, rougeL, rougeLsum, each beside its signature, both when
+    scoring files and when translating with a run first."""
+    from s2s.evaluation.metrics import rouge_signature
+
+    work, run, files = trained_run
+    hyp = work / "rouge.hyp"
+    hyp.write_text("".join(line.lower() + "\n" for line in files["test.de"].read_text().splitlines()))
+    text = s2s("evaluate", "--hyp", hyp, "--ref", files["test.de"], "--metrics", "rouge")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["rouge1", "rouge2", "rougeL", "rougeLsum"]
+    assert all(line.split()[1] == "100.00" and line.endswith(f"  {rouge_signature()}") for line in lines), lines
+    result = s2s("evaluate", "--model", run, "--beam", "1", "--metrics", "rouge", "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert set(scores) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "signatures"}
+    assert all(0.0 <= scores[name] <= 100.0 for name in scores["signatures"])
+    assert scores["signatures"] == dict.fromkeys(["rouge1", "rouge2", "rougeL", "rougeLsum"], rouge_signature())
+
+
 def test_resume_continues_a_run(trained_run):
     work, run, _ = trained_run
     result = s2s("train", "--resume", run, "--set", "train.max_steps=9")
@@ -113,6 +134,22 @@ def test_data_error_names_both_files(tmp_path, tiny_recipe_raw):
     result = s2s("train", recipe, "--run-dir", tmp_path / "run")
     assert result.returncode == 2
     assert str(short) in result.stderr and "200 lines" in result.stderr and "2 lines" in result.stderr
+
+
+def test_bad_jsonl_line_is_one_clean_line_naming_file_line_and_field(tmp_path, tiny_recipe_raw):
+    import gzip
+
+    corpus = tmp_path / "train.jsonl.gz"
+    with gzip.open(corpus, "wt", encoding="utf-8") as out:
+        out.write('{"text": "a package", "summary": "a summary"}\n{"text": "another", "summary": 7}\n')
+    raw = tiny_recipe_raw(data={"src_field": "text", "tgt_field": "summary", "train": {"path": str(corpus)},
+                                "valid": {"path": str(corpus)}})
+    recipe = tmp_path / "summaries.yaml"
+    recipe.write_text(yaml.safe_dump(raw))
+    result = s2s("train", recipe, "--run-dir", tmp_path / "run")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    assert f"{corpus}: line 2: field 'summary' (data.tgt_field) is a number; expected a string" in result.stderr
 
 
 def test_bad_model_directory(tmp_path):
@@ -185,7 +222,9 @@ def test_training_benchmark_reports_the_median_round(tmp_path):
     shrink = ["vocab.size=300", "model.embeddings.dim=16", "model.encoder.hidden=8", "model.decoder.hidden=16",
               "train.batch_tokens=300", "data.max_src_len=20", "data.max_tgt_len=20"]
     done = _tool("bench_train.py", "--updates", "3", "--warmup", "1", "--rounds", "3", "--cache", tmp_path / "cache",
-                 "--json", out, "--variant", "ss:teacher_forcing_ratio=0.5,predictions=sample", sets=shrink)
+                 "--json", out, "--variant", "ss:teacher_forcing_ratio=0.5,predictions=sample",
+                 "--variant", "copy:model.decoder.copy=true,model.decoder.coverage=true,train.coverage_loss=0.5",
+                 sets=shrink)
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text())
     assert result["rounds"] == 3 and len(result["round_tokens_per_s"]) == 3 and result["updates"] == 3
@@ -197,9 +236,12 @@ def test_training_benchmark_reports_the_median_round(tmp_path):
     assert ss["ratio_to_base"] == pytest.approx(ss["target_tokens_per_s"] / result["target_tokens_per_s"])
     assert ss["sampling"]["teacher_forcing_ratio"] == 0.5 and ss["sampling"]["predictions"] == "sample"
     assert "x base" in done.stdout
+    copy = result["variants"]["copy"]  # a model of its own (copy attention and coverage), same batches
+    assert copy["own_model"] and not ss["own_model"] and len(copy["round_tokens_per_s"]) == 3
+    assert copy["source_tokens_per_s"] > 0 and result["source_tokens_per_s"] > result["target_tokens_per_s"] * 0.5
 
     bad = _tool("bench_train.py", "--updates", "1", "--cache", tmp_path / "cache",
-                "--variant", "ss:train.sampling.teacher_forcing_ratio=0.5", sets=shrink)
+                "--variant", "ss:teacher_forcing_ratio", sets=shrink)
     assert bad.returncode != 0 and "expected NAME:KEY=VALUE" in bad.stderr
     refused = _tool("bench_train.py", "--updates", "1", "--cache", tmp_path / "cache",
                     "--variant", "st:teacher_forcing_ratio=0.5,first_pass_gradient=true", sets=shrink)

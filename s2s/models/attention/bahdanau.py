@@ -6,6 +6,7 @@ the query: the RNN decoder attends before its recurrent step and feeds the conte
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from s2s.cpu import functional as fn
@@ -35,6 +36,13 @@ class BahdanauAttention(Attention):
     def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
         return linear(query, self.query_proj.weight)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return fn.dot_last(fn.tanh(keys + query.unsqueeze(1)), self.v.weight[0])
+    def use_coverage(self) -> None:
+        """See et al. (2017), eq. 11: v^T tanh(W_a s + U_a h_j + w_c c_j), c_j the coverage."""
+        self.coverage_weight = nn.Parameter(torch.zeros(self.v.in_features))
+
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        hidden = keys + query.unsqueeze(1)
+        if coverage is not None:
+            hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight
+        return fn.dot_last(fn.tanh(hidden), self.v.weight[0])
 

@@ -39,6 +39,18 @@ class Attention(nn.Module):
     def __init__(self, query_dim: int, memory_dim: int):
         super().__init__()
         self.query_dim, self.memory_dim = query_dim, memory_dim
+        self.coverage_weight: nn.Parameter | None = None  # set by use_coverage
+
+    def use_coverage(self) -> None:
+        """Let the coverage vector (the attention summed over past steps, See, Liu and Manning,
+        2017, eq. 11) feed the scores. Here a learned scalar w adds ``w * coverage`` to each
+        source position's score; scorers with a hidden layer override this and add it inside.
+        Zero at first, so a fresh coverage model scores as the plain one."""
+        self.coverage_weight = nn.Parameter(torch.zeros(()))
+
+    def add_coverage(self, scores: Tensor, coverage: Tensor | None) -> Tensor:
+        """scores (B, S) + w * coverage (B, S), or the scores unchanged without coverage."""
+        return scores if coverage is None else scores + self.coverage_weight * coverage
 
     @classmethod
     def from_config(cls, config: AttentionConfig, query_dim: int, memory_dim: int) -> "Attention":
@@ -53,17 +65,19 @@ class Attention(nn.Module):
         through the decoder's ``linear`` so a training pass can defer its weight gradient)."""
         return query
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        """Unnormalised scores. query: (B, Hq) from :meth:`project`, keys: (B, S, A) -> (B, S)."""
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        """Unnormalised scores. query: (B, Hq) from :meth:`project`, keys: (B, S, A), coverage:
+        (B, S) or None -> (B, S)."""
         raise NotImplementedError
 
     def forward(self, query: Tensor, keys: Tensor, memory_bank: Tensor, src_pad_mask: Tensor,
-                linear: StepLinears = PLAIN) -> tuple[Tensor, Tensor]:
-        """query: (B, Hq); memory_bank: (B, S, Hm); src_pad_mask: (B, S) True at padding.
+                linear: StepLinears = PLAIN, coverage: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """query: (B, Hq); memory_bank: (B, S, Hm); src_pad_mask: (B, S) True at padding;
+        coverage: (B, S), the sum of past weights, when :meth:`use_coverage` was called.
 
         Returns context (B, Hm) and weights (B, S) summing to 1 over real source positions.
         """
-        scores = self.score(self.project(query, linear), keys).masked_fill(src_pad_mask, float("-inf"))
+        scores = self.score(self.project(query, linear), keys, coverage).masked_fill(src_pad_mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         context = torch.bmm(weights.unsqueeze(1), memory_bank).squeeze(1)
         return context, weights

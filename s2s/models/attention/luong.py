@@ -6,6 +6,7 @@ with the current decoder state h_t as the query (the decoder attends after its r
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 from s2s.cpu import functional as fn
@@ -22,8 +23,8 @@ class LuongDotAttention(Attention):
             raise ValueError(f"luong-dot needs decoder hidden ({query_dim}) == encoder output size "
                              f"({memory_dim}); use luong-general or luong-concat")
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return fn.dot_rows(keys, query)
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        return self.add_coverage(fn.dot_rows(keys, query), coverage)
 
 
 @register("attention", "luong-general", AttentionConfig)
@@ -35,8 +36,8 @@ class LuongGeneralAttention(Attention):
     def keys(self, memory_bank: Tensor) -> Tensor:
         return self.proj(memory_bank)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return fn.dot_rows(keys, query)
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        return self.add_coverage(fn.dot_rows(keys, query), coverage)
 
 
 @register("attention", "luong-concat", AttentionConfig)
@@ -59,5 +60,12 @@ class LuongConcatAttention(Attention):
     def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
         return linear(query, self.query_proj.weight)
 
-    def score(self, query: Tensor, keys: Tensor) -> Tensor:
-        return fn.dot_last(fn.tanh(keys + query.unsqueeze(1)), self.v.weight[0])
+    def use_coverage(self) -> None:
+        """Coverage inside the scorer's hidden layer, as for additive attention (See et al., 2017)."""
+        self.coverage_weight = nn.Parameter(torch.zeros(self.v.in_features))
+
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        hidden = keys + query.unsqueeze(1)
+        if coverage is not None:
+            hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight
+        return fn.dot_last(fn.tanh(hidden), self.v.weight[0])

@@ -38,10 +38,12 @@ class Decoder(nn.Module):
     def init_state(self, summary: Tensor, memory: State) -> State:
         raise NotImplementedError
 
+    coverage: bool = False  # the state carries ``coverage`` (B, S), the attention summed over past steps
+
     def state_axes(self) -> dict[str, dict[int, str]]:
         """State tensors with dynamic axes besides the batch (axis -> name), e.g. a cache that
         grows by one position per step; ONNX export declares them."""
-        return {}
+        return {"coverage": {1: "src_len"}} if self.coverage else {}
 
     def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
         """prev_emb: (B, E) -> output (B, output_dim), next state, attention (B, S)."""

@@ -7,6 +7,9 @@ One step (Luong, Pham and Manning, 2015, eq. 5; input feeding, section 3.3)::
     c_t      = attend(h_t) for Luong scorers; attend(h_{t-1}) was used above for Bahdanau
     h~_t     = tanh(W_c [c_t; h_t])                  -> dropout -> output projection
 
+With ``coverage`` the state also carries the attention summed over past steps, which feeds the
+scorer (See, Liu and Manning, 2017, eq. 11) and grows by each step's attention.
+
 The teacher-forced pass projects the embeddings of every target position in one matrix product
 and then runs the same :meth:`RNNDecoder._advance` as :meth:`RNNDecoder.step`.
 """
@@ -42,6 +45,8 @@ class RNNDecoderConfig:
     layer_norm: bool = False
     recurrent_dropout: float = 0.0
     weight_drop: float = 0.0
+    copy: bool = False  # pointer-generator copy attention (s2s.models.copy)
+    coverage: bool = False  # the sum of past attention feeds the scorer (See et al., 2017)
 
     def __post_init__(self) -> None:
         check_rnn_options(self.type, self.hidden, self.layers, self.dropout, self.recurrent_dropout, self.weight_drop)
@@ -58,7 +63,7 @@ class RNNDecoder(Decoder):
     def __init__(self, kind: str, embed_dim: int, memory_dim: int, summary_dim: int, attention: Attention,
                  hidden: int = 256, layers: int = 2, dropout: float = 0.2, input_feeding: bool = True,
                  bridge: str = "dense", residual: bool = False, layer_norm: bool = False,
-                 recurrent_dropout: float = 0.0, weight_drop: float = 0.0):
+                 recurrent_dropout: float = 0.0, weight_drop: float = 0.0, coverage: bool = False):
         super().__init__()
         check_rnn_options(kind, hidden, layers, dropout, recurrent_dropout, weight_drop)
         if bridge not in ("dense", "zero"):
@@ -82,6 +87,9 @@ class RNNDecoder(Decoder):
         self.bridge_hidden = nn.Linear(summary_dim, layers * hidden) if bridge == "dense" else None
         self.bridge_cell = (nn.Linear(summary_dim, layers * hidden)
                             if bridge == "dense" and kind == "lstm" else None)
+        self.coverage = coverage
+        if coverage:
+            attention.use_coverage()
 
     @classmethod
     def from_config(cls, config: RNNDecoderConfig, embed_dim: int, memory_dim: int, summary_dim: int,
@@ -89,7 +97,8 @@ class RNNDecoder(Decoder):
         return cls(config.type, embed_dim, memory_dim, summary_dim, make_attention(), hidden=config.hidden,
                    layers=config.layers, dropout=config.dropout, input_feeding=config.input_feeding,
                    bridge=config.bridge, residual=config.residual, layer_norm=config.layer_norm,
-                   recurrent_dropout=config.recurrent_dropout, weight_drop=config.weight_drop)
+                   recurrent_dropout=config.recurrent_dropout, weight_drop=config.weight_drop,
+                   coverage=config.coverage)
 
     @property
     def has_cell(self) -> bool:
@@ -99,7 +108,7 @@ class RNNDecoder(Decoder):
         return {"attention_keys": self.attention.keys(memory["memory_bank"])}
 
     def init_state(self, summary: Tensor, memory: State) -> State:
-        """summary: (B, D) -> hidden/cell (B, L, H), feed (B, H)."""
+        """summary: (B, D) -> hidden/cell (B, L, H), feed (B, H), coverage (B, S) zeros."""
         batch, layers, hidden = summary.size(0), len(self.cells), self.output_dim
         zeros = summary.new_zeros(batch, layers, hidden)
         state = {"hidden": zeros if self.bridge_hidden is None
@@ -108,6 +117,8 @@ class RNNDecoder(Decoder):
             state["cell"] = zeros if self.bridge_cell is None else self.bridge_cell(summary).view(batch, layers, hidden)
         if self.input_feeding:
             state["feed"] = summary.new_zeros(batch, hidden)
+        if self.coverage:
+            state["coverage"] = torch.zeros_like(memory["src_pad_mask"], dtype=summary.dtype)
         return state
 
     @property
@@ -116,14 +127,14 @@ class RNNDecoder(Decoder):
         return self.has_cell and not self.cells[0].layer_norm
 
     def _advance(self, x_emb: Tensor, hs: list[Tensor], cs: list[Tensor | None], feed: Tensor | None,
-                 memory: State, plan: _Pass):
+                 coverage: Tensor | None, memory: State, plan: _Pass):
         """One step on per-layer lists. x_emb: (B, G*H), the embedding block of layer 0's input
-        (with both of layer 0's biases when the plan is fused)."""
+        (with both of layer 0's biases when the plan is fused); coverage: (B, S) or None."""
         keys, bank, pad = memory["attention_keys"], memory["memory_bank"], memory["src_pad_mask"]
         linear = plan.linear
         extra = []
         if self.attention.query_before_rnn:
-            context, attn = self.attention(hs[-1], keys, bank, pad, linear)
+            context, attn = self.attention(hs[-1], keys, bank, pad, linear, coverage)
             extra.append(context)
         if feed is not None:
             extra.append(feed)
@@ -145,28 +156,31 @@ class RNNDecoder(Decoder):
             new_cs.append(c)
             inp = h + inp if self.residual and depth else h
         if not self.attention.query_before_rnn:
-            context, attn = self.attention(inp, keys, bank, pad, linear)
+            context, attn = self.attention(inp, keys, bank, pad, linear, coverage)
         out = self.dropout(fn.tanh(linear(torch.cat([context, inp], -1), self.combine.weight)))
-        return out, new_hs, new_cs, (out if self.input_feeding else None), attn
+        coverage = None if coverage is None else coverage + attn
+        return out, new_hs, new_cs, (out if self.input_feeding else None), coverage, attn
 
     def _unpack(self, state: State):
         hs = list(state["hidden"].unbind(1))
         cs = list(state["cell"].unbind(1)) if self.has_cell else [None] * len(self.cells)
-        return hs, cs, state.get("feed")
+        return hs, cs, state.get("feed"), state.get("coverage")
 
-    def _pack(self, hs, cs, feed) -> State:
+    def _pack(self, hs, cs, feed, coverage) -> State:
         state = {"hidden": torch.stack(hs, 1)}
         if self.has_cell:
             state["cell"] = torch.stack(cs, 1)
         if feed is not None:
             state["feed"] = feed
+        if coverage is not None:
+            state["coverage"] = coverage
         return state
 
     def step(self, prev_emb: Tensor, state: State, memory: State) -> tuple[Tensor, State, Tensor]:
         x_emb = self.cells[0].input_linear(prev_emb)
         plan = _Pass(PLAIN, False, [cell.weight_hh for cell in self.cells], [], [None] * len(self.cells))
-        out, hs, cs, feed, attn = self._advance(x_emb, *self._unpack(state), memory, plan)
-        return out, self._pack(hs, cs, feed), attn
+        out, hs, cs, feed, coverage, attn = self._advance(x_emb, *self._unpack(state), memory, plan)
+        return out, self._pack(hs, cs, feed, coverage), attn
 
     def forward(self, tgt_emb: Tensor, state: State, memory: State,
                 feedback: Feedback | None = None) -> tuple[Tensor, Tensor]:
@@ -193,12 +207,12 @@ class RNNDecoder(Decoder):
             input_block = cells[0].input_linear
             x_emb = input_block(tgt_emb)  # (B, T, G*H) at once
             plan = _Pass(linear, False, weights_hh, [], masks)
-        hs, cs, feed = self._unpack(state)
+        hs, cs, feed, coverage = self._unpack(state)
         outs, attns = [], []
         for t, x_t in enumerate(x_emb.unbind(1)):  # unbind: one gradient stack, not a zero-filled copy per step
             if feedback is not None and t and (fed := feedback(t, out)) is not None:
                 x_t = x_t.index_copy(0, fed[0], input_block(fed[1]).to(x_t.dtype))
-            out, hs, cs, feed, attn = self._advance(x_t, hs, cs, feed, memory, plan)
+            out, hs, cs, feed, coverage, attn = self._advance(x_t, hs, cs, feed, coverage, memory, plan)
             outs.append(out)
             attns.append(attn)
         return torch.stack(outs, 1), torch.stack(attns, 1)

@@ -20,6 +20,7 @@ ONNX graph whose caches grow by one position per call.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -47,28 +48,49 @@ class TransformerDecoderLayer(nn.Module):
         keys, values = self.cross_attention.split(self.cross_attention.keys(bank))
         return keys.contiguous(), values.contiguous()
 
-    def forward(self, x: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool):
-        """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S)."""
+    def forward(self, x: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool,
+                coverage: Tensor | None = None):
+        """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S);
+        ``coverage``: the coverage before the first position (B, S), for a covered layer."""
         x = self.self_block(x, lambda h: self.self_attention(h, causal=True))
         x, weights = self.cross_block(
-            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask, need_weights))
+            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask, need_weights, coverage=coverage))
         return self.ffn_block(x, self.feed_forward), weights
 
     def step(self, x: Tensor, cache_keys: Tensor, cache_values: Tensor, keys: Tensor, values: Tensor,
-             src_pad_mask: Tensor):
+             src_pad_mask: Tensor, coverage: Tensor | None = None):
         """x: (B, H) -> (B, H), the grown caches, cross-attention (B, S)."""
         x, cache_keys, cache_values = self.self_block(
             x, lambda h: self.self_attention.step(h, cache_keys, cache_values))
         x, weights = self.cross_block(
-            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask))
+            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask, coverage=coverage))
         return self.ffn_block(x, self.feed_forward), cache_keys, cache_values, weights
 
 
-@register("decoder", "transformer", TransformerConfig)
+@dataclass(frozen=True)
+class TransformerDecoderConfig(TransformerConfig):
+    copy: bool = False  # pointer-generator copy attention (s2s.models.copy) over the reported attention
+    coverage: bool = False  # the sum of past reported attention feeds the last layer's cross-attention
+    attention_head: int = -1  # the last layer's head reported (copy, coverage, alignments); -1 = their mean
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not -1 <= self.attention_head < self.heads:
+            raise ValueError(f"attention_head must be -1 (the heads' mean) or a head in 0..{self.heads - 1}, "
+                             f"got {self.attention_head}")
+
+
+@register("decoder", "transformer", TransformerDecoderConfig)
 class TransformerDecoder(Decoder):
     """``make_attention(out_dim=hidden)`` makes one layer's cross-attention (a
     :class:`MultiHeadAttention`); it is called once per layer, after the input layer is built.
-    The other arguments are those of :class:`~s2s.models.encoders.transformer.TransformerEncoder`."""
+    The other arguments are those of :class:`~s2s.models.encoders.transformer.TransformerEncoder`.
+
+    The decoder reports the last layer's cross-attention: the heads' mean, or head
+    ``attention_head``. With ``coverage`` the state carries the sum of the reported attention over
+    past steps (B, S), which feeds the last layer's cross-attention scores (a learned weight per
+    head); only the last layer, so that the teacher-forced pass stays parallel in every other
+    layer and loops over positions only for the scores of that one."""
 
     attention_types = ("multihead",)  # what `attention.type` may name for this decoder
     memory_per_sentence = True  # cross-attention groups a sentence's K queries (MultiHeadAttention)
@@ -76,7 +98,8 @@ class TransformerDecoder(Decoder):
     def __init__(self, embed_dim: int, make_attention: Callable[..., nn.Module], hidden: int = 256, layers: int = 3,
                  heads: int = 4, ffn: int = 1024, dropout: float = 0.1, attention_dropout: float = 0.0,
                  activation_dropout: float = 0.0, activation: str = "relu", pre_norm: bool = True,
-                 positions: str = "sinusoidal", max_positions: int = 1024, scale_embeddings: bool = True):
+                 positions: str = "sinusoidal", max_positions: int = 1024, scale_embeddings: bool = True,
+                 coverage: bool = False, attention_head: int = -1):
         super().__init__()
         check_transformer_options(hidden, layers, heads, ffn, max_positions, dropout, attention_dropout,
                                   activation_dropout, activation)
@@ -90,11 +113,19 @@ class TransformerDecoder(Decoder):
             for c in cross)
         self.final_norm = nn.LayerNorm(hidden) if pre_norm else None
         self.hidden, self.heads, self.output_dim = hidden, heads, hidden
+        if not -1 <= attention_head < heads:
+            raise ValueError(f"attention_head must be -1 or a head in 0..{heads - 1}, got {attention_head}")
+        reported = self.layers[-1].cross_attention
+        reported.head = None if attention_head < 0 else attention_head
+        self.coverage = coverage
+        if coverage:
+            reported.use_coverage()
 
     @classmethod
-    def from_config(cls, config: TransformerConfig, embed_dim: int, memory_dim: int, summary_dim: int,
+    def from_config(cls, config: TransformerDecoderConfig, embed_dim: int, memory_dim: int, summary_dim: int,
                     make_attention: Callable[..., nn.Module]) -> "TransformerDecoder":
-        return cls(embed_dim, make_attention, **transformer_arguments(config))
+        return cls(embed_dim, make_attention, **transformer_arguments(config), coverage=config.coverage,
+                   attention_head=config.attention_head)
 
     def precompute(self, memory: State) -> State:
         out = {}
@@ -110,10 +141,12 @@ class TransformerDecoder(Decoder):
         for i in range(len(self.layers)):
             state[f"self_keys.{i}"] = bank.new_zeros(batch, heads, self.hidden // heads, 0)
             state[f"self_values.{i}"] = bank.new_zeros(batch, heads, 0, self.hidden // heads)
+        if self.coverage:
+            state["coverage"] = torch.zeros_like(memory["src_pad_mask"], dtype=bank.dtype)
         return state
 
     def state_axes(self) -> dict[str, dict[int, str]]:
-        axes = {}
+        axes = super().state_axes()
         for i in range(len(self.layers)):
             axes[f"self_keys.{i}"], axes[f"self_values.{i}"] = {3: "steps"}, {2: "steps"}
         return axes
@@ -128,10 +161,14 @@ class TransformerDecoder(Decoder):
         position = state["position"]
         x = self.input(prev_emb, position)
         next_state = {"position": position + 1}
+        last = len(self.layers) - 1
+        coverage = state.get("coverage")
         for i, layer in enumerate(self.layers):
             x, next_state[f"self_keys.{i}"], next_state[f"self_values.{i}"], attn = layer.step(
                 x, state[f"self_keys.{i}"], state[f"self_values.{i}"], memory[f"cross_keys.{i}"],
-                memory[f"cross_values.{i}"], memory["src_pad_mask"])
+                memory[f"cross_values.{i}"], memory["src_pad_mask"], coverage if i == last else None)
+        if coverage is not None:
+            next_state["coverage"] = coverage + attn
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, next_state, attn
@@ -145,7 +182,7 @@ class TransformerDecoder(Decoder):
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x, attn = layer(x, memory[f"cross_keys.{i}"], memory[f"cross_values.{i}"], memory["src_pad_mask"],
-                            need_weights=i == last)
+                            need_weights=i == last, coverage=state.get("coverage") if i == last else None)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return x, attn
