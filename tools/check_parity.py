@@ -3,6 +3,8 @@ log-probabilities.
 
     python tools/check_parity.py --model runs/quick --bundle exported/quick \\
         --source ../shared/data/multi30k/test_2016_flickr.en.gz --beam 5 --json OUT
+    python tools/check_parity.py --model runs/debian-transformer-copy --bundle exported/debian-descriptions \\
+        --source ../shared/data/debian-descriptions/test.jsonl.gz --field text --beam 4
 
 Prints, and writes as JSON, how many sentences differ (tokens of the best hypothesis) and the
 largest log-probability difference seen when both engines are fed the same prefixes. With
@@ -34,11 +36,21 @@ from s2s.export.parity import check_steps, float64_errors  # noqa: E402
 from s2s.runtime import Translator  # noqa: E402
 
 
+def read_sources(path: str, field: str | None) -> list[str]:
+    """Lines of a text file, or with ``field`` that field of each JSONL record (newlines as spaces)."""
+    if field is None:
+        return read_lines(path)
+    records = [json.loads(line) for line in read_lines(path) if line.strip()]
+    return [str(record[field]).replace("\n", " ") for record in records]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, help="run directory")
     parser.add_argument("--bundle", required=True, help="its exported bundle")
-    parser.add_argument("--source", required=True, help="source sentences, one per line")
+    parser.add_argument("--source", required=True, help="source sentences, one per line (or JSONL with --field)")
+    parser.add_argument("--field", help="read --source as JSONL records and take this field of each")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N sources (0 = all)")
     parser.add_argument("--beam", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--variant", default="fp32", choices=["fp32", "int8"])
@@ -48,7 +60,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lines = read_lines(args.source)
+    lines = read_sources(args.source, args.field)[: args.limit or None]
     ours = TorchTranslator.from_run(args.model)
     theirs = Translator.load(args.bundle, args.variant, ["CPUExecutionProvider"], threads=args.threads)
     options = dict(beam=args.beam, batch_size=args.batch_size)
@@ -59,6 +71,8 @@ def main() -> int:
     worst, errors64 = 0.0, {}
     model64 = copy.deepcopy(ours.model).double().eval() if args.float64 else None
     ids = ours.vocabs.src.encode(lines)
+    if ours.options.max_src_len:  # the sources as both translators read them (data.truncate_src)
+        ids = [row[: ours.options.max_src_len] for row in ids]
     for s in range(0, len(ids), args.batch_size):
         rows = with_eos(ids[s:s + args.batch_size])
         src = torch.from_numpy(pad(rows))

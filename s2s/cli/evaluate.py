@@ -17,7 +17,8 @@ def add_parser(sub) -> None:
     p.add_argument("--source", help="source file to translate with --model")
     p.add_argument("--output", help="with --model: also write the translations here")
     p.add_argument("--metrics", default="bleu,chrf,ter",
-                   help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL, rougeLsum; rouge = all four ROUGE")
+                   help="comma list: bleu, chrf, ter, rouge1, rouge2, rougeL, rougeLsum, repeat3 (the percentage "
+                        "of hypotheses repeating a word 3-gram); rouge = all four ROUGE")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_decode_options(p)
     p.set_defaults(run=run)

@@ -4,7 +4,9 @@ BLEU is sacreBLEU's default: cased, detokenized input, the 13a tokenizer. ROUGE 
 over sentence pairs of rouge-score's F1 with Porter stemming and its own tokenizer (lowercase,
 non-alphanumerics as spaces). ``rougeLsum`` is the summary-level LCS: its sentences are the
 lines of a text, so a text without a newline is one sentence (and scores as ``rougeL`` does);
-no sentence splitter is run. Each score has a signature that states how it was computed.
+no sentence splitter is run. ``repeat3`` is not a quality score but a diagnosis of the classic
+summarization failure: the percentage of hypotheses in which some word 3-gram occurs twice
+(lowercased, split on whitespace). Each score has a signature that states how it was computed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from s2s.errors import DataError
 
 SACREBLEU = ("bleu", "chrf", "ter")
 ROUGE = ("rouge1", "rouge2", "rougeL", "rougeLsum")
-METRICS = SACREBLEU + ROUGE
+REPEATS = ("repeat3",)
+METRICS = SACREBLEU + ROUGE + REPEATS
+REPEAT_SIGNATURE = "repeat|n:3|tok:whitespace|case:lower|agg:percent-of-hypotheses"
 ALIASES = {"rouge": ROUGE}  # --metrics rouge = every ROUGE variant
 
 
@@ -55,6 +59,13 @@ def _rouge(names: list[str], hyps: Sequence[str], refs: Sequence[str]) -> dict[s
     return {n: 100.0 * totals[n] / max(len(hyps), 1) for n in names}
 
 
+def repeats_ngram(text: str, n: int = 3) -> bool:
+    """Whether some word n-gram occurs twice in ``text`` (lowercased, split on whitespace)."""
+    words = text.lower().split()
+    grams = [tuple(words[i: i + n]) for i in range(len(words) - n + 1)]
+    return len(set(grams)) < len(grams)
+
+
 def score(hyps: Sequence[str], refs: Sequence[str], metrics: Sequence[str] = ("bleu",)) -> dict:
     """Scores keyed by metric name, in percent and rounded to 2 decimals, plus ``signatures``:
     metric name -> the sacrebleu signature, or :func:`rouge_signature` for a ROUGE metric."""
@@ -71,5 +82,8 @@ def score(hyps: Sequence[str], refs: Sequence[str], metrics: Sequence[str] = ("b
     if rouge:
         result.update({n: round(v, 2) for n, v in _rouge(rouge, hyps, refs).items()})
         signatures.update(dict.fromkeys(rouge, rouge_signature()))
+    if "repeat3" in metrics:
+        result["repeat3"] = round(100.0 * sum(map(repeats_ngram, hyps)) / max(len(hyps), 1), 2)
+        signatures["repeat3"] = REPEAT_SIGNATURE
     result["signatures"] = signatures
     return result

@@ -47,3 +47,11 @@ def test_every_score_carries_its_signature():
     assert result["signatures"] == {"bleu": result["signatures"]["bleu"], "rouge1": rouge_signature(),
                                     "rougeLsum": rouge_signature()}
     assert result["signatures"]["bleu"].startswith("nrefs:1|")
+
+
+def test_repeat3_is_the_share_of_hypotheses_repeating_a_word_trigram():
+    hyps = ["a b c a b c", "A b C x a B c", "a b c d e f", "a a a", "a a"]  # case-folded; "a a a" has no repeat
+    result = score(hyps, ["ref"] * len(hyps), ["repeat3"])
+    assert result["repeat3"] == pytest.approx(40.0)  # the first two of five
+    assert result["signatures"]["repeat3"].startswith("repeat|n:3|")
+    assert parse_metrics("rouge,repeat3")[-1] == "repeat3"
