@@ -315,6 +315,11 @@ def test_recipes_are_found():
 def test_shipped_recipe_loads(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, Recipe)
-    assert recipe.name == path.stem
+    assert recipe.name.endswith(path.stem)  # the stem, or the stem with its folder's prefix (debian-quick)
     for kind in registry.KINDS:
         assert registry.lookup(kind, getattr(recipe.model, kind).type) is not None
+
+
+def test_no_two_shipped_recipes_train_into_the_same_run_folder():
+    names = [load_recipe(path).name for path in RECIPES]
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
