@@ -12,7 +12,6 @@ from s2s.decoding.decoder import ModelDecoder
 from s2s.models.contract import Seq2Seq
 from s2s.runs import load_run
 from s2s.search import translator as base
-from s2s.search.copying import copied_text
 from s2s.search.hypotheses import Hypothesis
 from s2s.search.options import DecodeOptions
 
@@ -28,6 +27,7 @@ class Translator(base.Translator):
         self.vocab_size = model.tgt_embed.num_embeddings
         self.copy_extends = model.copy is not None and model.copy.extends
         self.source_to_target = model.copy.source_to_target.cpu().numpy() if self.copy_extends else None
+        self.piece_models = vocabs.src.sp, vocabs.tgt.sp
         self.decoder = ModelDecoder(self.model, self.special, self.device)
 
     @classmethod
@@ -38,11 +38,8 @@ class Translator(base.Translator):
     def encode_lines(self, lines: list[str]) -> list[list[int]]:
         return self.vocabs.src.encode(lines)
 
-    def detokenize(self, tokens: list[int], copied: tuple[int, ...] = ()) -> str:
-        if not copied or max(tokens, default=0) < self.vocab_size:
-            return self.vocabs.tgt.decode(tokens)
-        tgt, src = self.vocabs.tgt.sp, self.vocabs.src.sp
-        return copied_text(tokens, self.vocab_size, copied, tgt.id_to_piece, src.id_to_piece, " \u2047 ")
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.vocabs.tgt.decode(tokens)
 
     def start(self, src: np.ndarray, src_lengths: np.ndarray):
         return (self.decoder, *self.decoder.start(src, src_lengths))

@@ -72,7 +72,7 @@ class Copy(nn.Module):
         """p_gen (N, 1) from the decoder output (N, D) and the context of attention (N, S) over
         ``bank`` (B, S, Hm); N may be B * K (K rows per sentence, the memory kept per sentence)."""
         grouped = attn.view(bank.size(0), -1, attn.size(-1))  # (B, K, S)
-        context = torch.bmm(grouped, bank).view(attn.shape[0], -1)
+        context = torch.bmm(grouped, bank.to(attn.dtype)).view(attn.shape[0], -1)
         return torch.sigmoid(self.p_gen(torch.cat([out, context.to(out.dtype)], -1)))
 
     @staticmethod
@@ -95,8 +95,7 @@ class Copy(nn.Module):
     def gold_terms(self, out: Tensor, attn: Tensor, memory: dict, target: Tensor) -> tuple[Tensor, Tensor]:
         """For training, without any (B, T, width) mixture: p_gen (B, T) and the attention mass
         that copying puts on each gold token (B, T). out: (B, T, D), attn: (B, T, S), target (B, T)."""
-        context = torch.bmm(attn, memory["memory_bank"].to(attn.dtype))
-        gate = torch.sigmoid(self.p_gen(torch.cat([out, context.to(out.dtype)], -1))).squeeze(-1)
+        gate = self.gate(out.flatten(0, 1), attn.flatten(0, 1), memory["memory_bank"]).view(target.shape)
         copied = (attn * (memory["copy_ids"].unsqueeze(1) == target.unsqueeze(2))).sum(-1)
         return gate.float(), copied.float()
 

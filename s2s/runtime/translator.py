@@ -15,7 +15,7 @@ from s2s.cpu.allocator import back_with_huge_pages, heap_top, keep_freed_memory
 from s2s.errors import BundleError, ConfigError
 from s2s.search import translator as base
 from s2s.search.arrays import ArrayDecoder, take
-from s2s.search.copying import copied_text, piece_table
+from s2s.search.copying import piece_table
 
 
 def default_providers() -> list[str]:
@@ -100,6 +100,7 @@ class Translator(base.Translator):
         self._feed_names = [(f"state.{n}", n) for n in bundle.state], [(f"memory.{n}", n) for n in self._memory_fed]
         self._head_inputs: dict[tuple[int, int, int], tuple] = {}  # (blocks, k, rows) -> zero scores, shape, k
         self.vocab_size = int(bundle.meta["vocab"].get("target_size") or len(self.tgt_vocab))
+        self.piece_models = self.src_vocab, self.tgt_vocab
         self.copy_extends = bundle.copy_extends
         self.source_to_target = piece_table(self.src_vocab, self.tgt_vocab) if self.copy_extends else None
 
@@ -160,8 +161,5 @@ class Translator(base.Translator):
     def encode_lines(self, lines: list[str]) -> list[list[int]]:
         return self.src_vocab.encode(lines, out_type=int)
 
-    def detokenize(self, tokens: list[int], copied: tuple[int, ...] = ()) -> str:
-        if not copied or max(tokens, default=0) < self.vocab_size:
-            return self.tgt_vocab.decode(tokens)
-        tgt, src = self.tgt_vocab, self.src_vocab
-        return copied_text(tokens, self.vocab_size, copied, tgt.id_to_piece, src.id_to_piece, " \u2047 ")
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.tgt_vocab.decode(tokens)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from s2s.search.copying import copied_pieces
+from s2s.search.copying import copied_pieces, copied_text
 from s2s.search.hypotheses import Hypothesis, SpecialIds
 from s2s.search.loops import Decoder, limits_of, search
 from s2s.search.options import DecodeOptions
@@ -31,6 +31,8 @@ class Translator(ABC):
     # vocabulary lacks (s2s.search.copying), and the step has vocab_size + S columns
     copy_extends: bool = False
     source_to_target: Any = None  # with copy_extends: each source id's target id or -1 (np.ndarray)
+    # the (source, target) sentencepiece processors: extended ids are spelled with their pieces
+    piece_models: tuple[Any, Any]
 
     # ------------------------------------------------------------------ the backend's part
     @abstractmethod
@@ -38,8 +40,8 @@ class Translator(ABC):
         """Source subword ids of each line (no EOS)."""
 
     @abstractmethod
-    def detokenize(self, tokens: list[int], copied: tuple[int, ...] = ()) -> str:
-        """Target subword ids -> text; an id ``vocab_size + j`` is the source piece ``copied[j]``."""
+    def detokenize(self, tokens: list[int]) -> str:
+        """Target subword ids -> text."""
 
     @abstractmethod
     def start(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[Decoder, Any, Any]:
@@ -63,13 +65,19 @@ class Translator(ABC):
             for i, hyps in zip(chunk, self.search_batch([ids[i] for i in chunk], options, rng)):
                 results[i] = hyps
                 if self.copy_extends:  # what the sentence's extended ids name
+                    copied = tuple(copied_pieces(ids[i], self.source_to_target))
                     for hyp in hyps:
-                        hyp.copied = tuple(copied_pieces(ids[i], self.source_to_target))
+                        hyp.copied = copied
         return results
 
     def text(self, hypothesis: Hypothesis) -> str:
-        """A hypothesis detokenized, copied source pieces included."""
-        return self.detokenize(hypothesis.tokens, hypothesis.copied)
+        """A hypothesis detokenized; an extended id ``vocab_size + j`` is the source piece
+        ``hypothesis.copied[j]``."""
+        tokens = hypothesis.tokens
+        if not hypothesis.copied or max(tokens, default=0) < self.vocab_size:
+            return self.detokenize(tokens)
+        src, tgt = self.piece_models
+        return copied_text(tokens, self.vocab_size, hypothesis.copied, tgt.id_to_piece, src.id_to_piece, " \u2047 ")
 
     def translate(self, lines: list[str], **overrides) -> list[str]:
         """The best translation of each line, detokenized."""

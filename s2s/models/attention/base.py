@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from s2s.cpu import functional as fn
 from s2s.cpu.steplinear import PLAIN, StepLinears
 
 
@@ -81,3 +82,36 @@ class Attention(nn.Module):
         weights = torch.softmax(scores, dim=-1)
         context = torch.bmm(weights.unsqueeze(1), memory_bank).squeeze(1)
         return context, weights
+
+
+class AdditiveAttention(Attention):
+    """score(q, h_j) = v^T tanh(W q + U h_j), the scorer of Bahdanau attention and of Luong's
+    concat (whose W [q; h] splits into these two blocks); ``U h`` is computed once per source.
+    ``key_bias``: whether U has a bias. With coverage, ``w_c c_j`` joins the sum inside tanh
+    (See, Liu and Manning, 2017, eq. 11)."""
+
+    def __init__(self, query_dim: int, memory_dim: int, hidden: int = 0, key_bias: bool = False):
+        super().__init__(query_dim, memory_dim)
+        hidden = hidden or query_dim
+        self.query_proj = nn.Linear(query_dim, hidden, bias=False)  # W
+        self.key_proj = nn.Linear(memory_dim, hidden, bias=key_bias)  # U
+        self.v = nn.Linear(hidden, 1, bias=False)  # v
+
+    @classmethod
+    def from_config(cls, config: AttentionConfig, query_dim: int, memory_dim: int) -> "AdditiveAttention":
+        return cls(query_dim, memory_dim, config.hidden)
+
+    def keys(self, memory_bank: Tensor) -> Tensor:
+        return self.key_proj(memory_bank)
+
+    def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
+        return linear(query, self.query_proj.weight)
+
+    def use_coverage(self) -> None:
+        self.coverage_weight = nn.Parameter(torch.zeros(self.v.in_features))
+
+    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
+        hidden = keys + query.unsqueeze(1)
+        if coverage is not None:
+            hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight
+        return fn.dot_last(fn.tanh(hidden), self.v.weight[0])

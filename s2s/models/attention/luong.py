@@ -6,12 +6,10 @@ with the current decoder state h_t as the query (the decoder attends after its r
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from s2s.cpu import functional as fn
-from s2s.models.attention.base import Attention, AttentionConfig
-from s2s.cpu.steplinear import PLAIN, StepLinears
+from s2s.models.attention.base import AdditiveAttention, Attention, AttentionConfig
 from s2s.registry import register
 
 
@@ -41,31 +39,5 @@ class LuongGeneralAttention(Attention):
 
 
 @register("attention", "luong-concat", AttentionConfig)
-class LuongConcatAttention(Attention):
-    def __init__(self, query_dim: int, memory_dim: int, hidden: int = 0):
-        super().__init__(query_dim, memory_dim)
-        hidden = hidden or query_dim
-        # W_a [h_t; h_s] split into its query and key blocks so the key block runs once.
-        self.query_proj = nn.Linear(query_dim, hidden, bias=False)
-        self.key_proj = nn.Linear(memory_dim, hidden, bias=False)
-        self.v = nn.Linear(hidden, 1, bias=False)
-
-    @classmethod
-    def from_config(cls, config: AttentionConfig, query_dim: int, memory_dim: int) -> "LuongConcatAttention":
-        return cls(query_dim, memory_dim, config.hidden)
-
-    def keys(self, memory_bank: Tensor) -> Tensor:
-        return self.key_proj(memory_bank)
-
-    def project(self, query: Tensor, linear: StepLinears = PLAIN) -> Tensor:
-        return linear(query, self.query_proj.weight)
-
-    def use_coverage(self) -> None:
-        """Coverage inside the scorer's hidden layer, as for additive attention (See et al., 2017)."""
-        self.coverage_weight = nn.Parameter(torch.zeros(self.v.in_features))
-
-    def score(self, query: Tensor, keys: Tensor, coverage: Tensor | None = None) -> Tensor:
-        hidden = keys + query.unsqueeze(1)
-        if coverage is not None:
-            hidden = hidden + coverage.unsqueeze(-1) * self.coverage_weight
-        return fn.dot_last(fn.tanh(hidden), self.v.weight[0])
+class LuongConcatAttention(AdditiveAttention):
+    """W_a [h_t; h_s] split into its query and key blocks, so that the key block runs once."""
