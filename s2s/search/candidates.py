@@ -64,17 +64,18 @@ def drop_eos(values: np.ndarray, index: np.ndarray, vocab: int, k: int, eos: int
 class StepChoice:
     """What one beam step decides, given each sentence's sorted candidates (see :func:`choose`).
     With a ``coverage`` penalty, the choice also receives ``attended`` (N, S): each candidate
-    row's attention summed over its steps, this one included."""
+    row's attention summed over its steps, this one included; when the search keeps attention,
+    ``trail`` (N, t, S): each row's attention at each of its steps, this one included."""
 
     def __init__(self, vocab: int, k: int, eos: int, length_penalty: float, coverage: CoveragePenalty | None = None):
         self.vocab, self.k, self.eos, self.length_penalty, self.coverage = vocab, k, eos, length_penalty, coverage
 
-    def __call__(self, values, index, width, alive, finished, history, step, eos_only, attended=None):
+    def __call__(self, values, index, width, alive, finished, history, step, eos_only, attended=None, trail=None):
         choice = choose_small if len(alive) * self.k <= SMALL_ROWS else choose
-        return choice(self, values, index, width, alive, finished, history, step, eos_only, attended)
+        return choice(self, values, index, width, alive, finished, history, step, eos_only, attended, trail)
 
     def finish(self, finished: list, sentence: int, row: int, history: np.ndarray, log_prob: float, step: int,
-               attended: np.ndarray | None) -> bool:
+               attended: np.ndarray | None, trail: np.ndarray | None = None) -> bool:
         """Add the hypothesis of ``row`` ending in EOS at ``step`` to its sentence, unless the
         sentence already has k: scored log P / lp(Y), plus the coverage penalty if there is one."""
         if len(finished[sentence]) >= self.k:
@@ -82,12 +83,16 @@ class StepChoice:
         score = normalized_score(log_prob, step + 1, self.length_penalty)
         if self.coverage is not None:
             score += self.coverage(sentence, attended[row])
-        finished[sentence].append(Hypothesis(history[row].tolist(), score, log_prob))
+        hyp = Hypothesis(history[row].tolist(), score, log_prob)
+        if trail is not None:
+            hyp.attention = trail[row]
+        finished[sentence].append(hyp)
         return True
 
 
 def choose(c: StepChoice, values: np.ndarray, index: np.ndarray, width: int, alive: np.ndarray,
-           finished: list, history: np.ndarray, step: int, eos_only: bool, attended: np.ndarray | None = None):
+           finished: list, history: np.ndarray, step: int, eos_only: bool, attended: np.ndarray | None = None,
+           trail: np.ndarray | None = None):
     """One beam step's choice over each sentence's sorted candidates, in numpy: the hypotheses
     that end in EOS among the first k join ``finished``, and the first k candidates that are
     neither EOS nor -inf live on. Returns (rows, tokens, scores (B, k), done or None)."""
@@ -105,7 +110,7 @@ def choose(c: StepChoice, values: np.ndarray, index: np.ndarray, width: int, ali
     ends = (top_token[:, :k] == eos) & np.isfinite(values[:, :k])
     for block, rank in zip(*np.nonzero(ends)):
         row = block * width + int(top_beam[block, rank])
-        c.finish(finished, int(alive[block]), row, history, float(values[block, rank]), step, attended)
+        c.finish(finished, int(alive[block]), row, history, float(values[block, rank]), step, attended, trail)
     done = np.array([len(finished[s]) >= k for s in alive.tolist()])
     keep_scores, keep = survivors(values, is_eos, k)
     blocks = np.arange(len(alive))[:, None]
@@ -122,7 +127,8 @@ def _row_base(sentences: int, width: int, k: int) -> np.ndarray:
 
 
 def choose_small(c: StepChoice, values: np.ndarray, index: np.ndarray, width: int, alive: np.ndarray,
-                 finished: list, history: np.ndarray, step: int, eos_only: bool, attended: np.ndarray | None = None):
+                 finished: list, history: np.ndarray, step: int, eos_only: bool, attended: np.ndarray | None = None,
+                 trail: np.ndarray | None = None):
     """:func:`choose` in plain Python, for few sentences, with the same result, except that rows
     is None when they are 0, 1, 2, ... (nothing to reorder).
 
@@ -148,7 +154,7 @@ def choose_small(c: StepChoice, values: np.ndarray, index: np.ndarray, width: in
                 continue
             banned.append((row, token))
             if rank < k and token == eos and v != -np.inf:
-                any_finished |= c.finish(finished, int(alive[block]), row, history, v, step, attended)
+                any_finished |= c.finish(finished, int(alive[block]), row, history, v, step, attended, trail)
         for v, row, token in live:  # at most k: the loop stops at the k-th
             rows.append(row), tokens.append(token), scores.append(v)
         for row, token in banned[:k - len(live)]:

@@ -20,14 +20,15 @@ class SpecialIds:
 @dataclass
 class Hypothesis:
     """A finished translation: ``tokens`` exclude BOS and EOS; ``score`` is length-normalised;
-    ``attention`` is left None by the search (filled only when a caller asks for it).
+    ``attention``: None unless the caller asked the search to keep it, then (T + 1, S) float32,
+    each step's attention (EOS's step last) over the sentence's source positions (EOS's last).
     ``copied``: with copy attention over separate vocabularies, the source ids that the extended
     ids ``V + j`` among the tokens name (:func:`s2s.search.copying.copied_pieces`)."""
 
     tokens: list[int]
     score: float
     log_prob: float
-    attention: list[list[float]] | None = field(default=None, repr=False)
+    attention: Any = field(default=None, repr=False)  # numpy array when kept
     copied: tuple[int, ...] = ()
 
 

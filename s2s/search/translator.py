@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from s2s.search.alignment import pharaoh, word_alignment
 from s2s.search.copying import copied_pieces, copied_text
 from s2s.search.hypotheses import Hypothesis, SpecialIds
 from s2s.search.loops import Decoder, limits_of, search
@@ -48,11 +49,12 @@ class Translator(ABC):
         """src: (B, S) int64 padded ids ending in EOS; src_lengths: (B,) -> decoder, memory, state."""
 
     # ------------------------------------------------------------------ shared
-    def hypotheses(self, lines: list[str], **overrides) -> list[list[Hypothesis]]:
+    def hypotheses(self, lines: list[str], attention: bool = False, **overrides) -> list[list[Hypothesis]]:
         """n-best hypotheses of each line, best first (an empty line gets one empty hypothesis).
         With ``sample``, one random generator seeded with ``seed`` draws for the whole call, batch
         after batch: the same lines and options give the same samples (a line's samples depend on
-        the lines decoded with it)."""
+        the lines decoded with it). With ``attention`` each hypothesis keeps its attention,
+        (T + 1, S + 1) over its own sentence's source pieces and EOS (:meth:`attention_of`)."""
         options = self.options.with_overrides(**overrides)
         rng = np.random.default_rng(options.seed)
         results = [[Hypothesis([], 0.0, 0.0)] for _ in lines]
@@ -62,8 +64,10 @@ class Translator(ABC):
         todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: -len(ids[i]))
         for start in range(0, len(todo), options.batch_size):
             chunk = todo[start: start + options.batch_size]
-            for i, hyps in zip(chunk, self.search_batch([ids[i] for i in chunk], options, rng)):
+            for i, hyps in zip(chunk, self.search_batch([ids[i] for i in chunk], options, rng, attention)):
                 results[i] = hyps
+                for hyp in hyps if attention else ():  # the batch's padding columns dropped
+                    hyp.attention = hyp.attention[:, : len(ids[i]) + 1]
                 if self.copy_extends:  # what the sentence's extended ids name
                     copied = tuple(copied_pieces(ids[i], self.source_to_target))
                     for hyp in hyps:
@@ -79,14 +83,44 @@ class Translator(ABC):
         src, tgt = self.piece_models
         return copied_text(tokens, self.vocab_size, hypothesis.copied, tgt.id_to_piece, src.id_to_piece, " \u2047 ")
 
+    def target_pieces(self, hypothesis: Hypothesis) -> list[str]:
+        """The hypothesis's subword pieces; an extended id is spelled with its source piece."""
+        src, tgt = self.piece_models
+        out = []
+        for token in hypothesis.tokens:
+            j = token - self.vocab_size
+            copied = 0 <= j < len(hypothesis.copied)
+            out.append(src.id_to_piece(hypothesis.copied[j]) if copied else tgt.id_to_piece(token) if j < 0 else "\u2047")
+        return out
+
+    def attention_of(self, line: str, hypothesis: Hypothesis) -> dict:
+        """A kept attention (``hypotheses(..., attention=True)``) with its labels: ``source`` the
+        line's pieces as the model read them, then ``</s>``; ``target`` the hypothesis's pieces,
+        then ``</s>``; ``weights`` one row per target piece, one column per source piece."""
+        weights = hypothesis.attention
+        if weights is None:
+            raise ValueError("this hypothesis kept no attention: decode with attention=True")
+        src_ids = self.encode_lines([line])[0][: weights.shape[1] - 1]
+        source = [self.piece_models[0].id_to_piece(i) for i in src_ids]
+        return {"source": source + ["</s>"], "target": self.target_pieces(hypothesis) + ["</s>"],
+                "weights": np.asarray(weights, dtype=np.float32).tolist()}
+
+    def alignment_of(self, line: str, hypothesis: Hypothesis) -> str:
+        """Hard word alignment in the Pharaoh format (``"0-0 1-2"``: source word - target word),
+        from the kept attention (:func:`s2s.search.alignment.word_alignment`)."""
+        labelled = self.attention_of(line, hypothesis)
+        pairs = word_alignment(np.array(labelled["weights"]), labelled["source"][:-1], labelled["target"][:-1])
+        return pharaoh(pairs)
+
     def translate(self, lines: list[str], **overrides) -> list[str]:
         """The best translation of each line, detokenized."""
         return [self.text(hyps[0]) for hyps in self.hypotheses(lines, **overrides)]
 
-    def search_batch(self, ids: list[list[int]], options: DecodeOptions,
-                     rng: np.random.Generator | None = None) -> list[list[Hypothesis]]:
+    def search_batch(self, ids: list[list[int]], options: DecodeOptions, rng: np.random.Generator | None = None,
+                     attention: bool = False) -> list[list[Hypothesis]]:
         """The n-best hypotheses of one batch of source id lists; samples are drawn from ``rng``
-        (None: a generator seeded with ``options.seed``)."""
+        (None: a generator seeded with ``options.seed``); with ``attention`` each keeps its
+        attention over the batch's padded source."""
         lengths = np.array([len(r) + 1 for r in ids], dtype=np.int64)
         src = np.full((len(ids), int(lengths.max())), self.special.pad, dtype=np.int64)
         for i, row in enumerate(ids):
@@ -95,4 +129,5 @@ class Translator(ABC):
         decoder, memory, state = self.start(src, lengths)
         width = self.vocab_size + (src.shape[1] if self.copy_extends else 0)
         return search(decoder, memory, state, limits_of(lengths, options, self.special.eos), width, options,
-                      src_lengths=lengths, rng=np.random.default_rng(options.seed) if rng is None else rng)
+                      src_lengths=lengths, rng=np.random.default_rng(options.seed) if rng is None else rng,
+                      keep_attention=attention)
