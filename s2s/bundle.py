@@ -36,6 +36,12 @@ class Bundle:
     def file(self, name: str) -> Path:
         return self.path / name
 
+    @property
+    def default_variant(self) -> str:
+        """The graphs a translator loads unless told: fp32, or the only variant of a bundle
+        exported without it (``s2s export --quantize int8 --no-fp32``)."""
+        return "fp32" if "fp32" in self.variants or not self.variants else next(iter(self.variants))
+
     def vocab_files(self) -> tuple[Path, Path]:
         v = self.meta["vocab"]
         return self.file(v["source"]), self.file(v["target"])

@@ -87,7 +87,7 @@ if engine == "torch":
 else:
     from s2s.runtime import Translator
     translator = Translator.load(request["bundle"], engine.split("-", 1)[1], ["CPUExecutionProvider"],
-                                 request["threads"])
+                                 request["threads"], tune_allocator=True)
 options = request["options"]
 translator.hypotheses(lines[: options["batch_size"]], **options)  # warm-up
 times = []
@@ -206,7 +206,8 @@ def main() -> int:
         if name == "torch":
             engines[name] = TorchTranslator.from_run(args.model)
         elif name.startswith("runtime-"):
-            engines[name] = Translator.load(bundle, name.split("-", 1)[1], ["CPUExecutionProvider"], args.threads)
+            engines[name] = Translator.load(bundle, name.split("-", 1)[1], ["CPUExecutionProvider"], args.threads,
+                                            tune_allocator=True)
         elif name.startswith("ctranslate2-"):  # the C++ peer, converted from the same weights
             from s2s.bundle import read_bundle
             from tools.peer_ctranslate2 import PeerEngine

@@ -62,7 +62,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     lines = read_sources(args.source, args.field)[: args.limit or None]
     ours = TorchTranslator.from_run(args.model)
-    theirs = Translator.load(args.bundle, args.variant, ["CPUExecutionProvider"], threads=args.threads)
+    theirs = Translator.load(args.bundle, args.variant, ["CPUExecutionProvider"], threads=args.threads,
+                             tune_allocator=True)
     options = dict(beam=args.beam, batch_size=args.batch_size)
     start = time.perf_counter()
     a = ours.hypotheses(lines, **options)

@@ -49,13 +49,19 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 
 def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None, opset: int = OPSET,
-                  checkpoint: str = "best", sample: list[str] | None = None, test_bleu: float | None = None) -> dict:
-    """Export ``run`` to the bundle folder ``out``; returns the written ``bundle.json`` content."""
+                  checkpoint: str = "best", sample: list[str] | None = None, test_bleu: float | None = None,
+                  keep_fp32: bool = True) -> dict:
+    """Export ``run`` to the bundle folder ``out``; returns the written ``bundle.json`` content.
+    Without ``keep_fp32`` (only with ``quantize``) the fp32 graphs are verified against PyTorch,
+    then left out of the bundle: the int8 graphs are quantized from them, and the bundle is about
+    a quarter of the size."""
     from s2s.export.parity import verify
 
     run, out = Path(run), Path(out)
     if quantize not in (None, "int8"):
         raise BundleError(f"--quantize must be int8, got {quantize!r}")
+    if not keep_fp32 and quantize is None:
+        raise BundleError("--no-fp32 needs --quantize int8: a bundle needs at least one variant")
     recipe, vocabs, model = load_run(run, checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -76,6 +82,9 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
             meta["provenance"]["metrics"]["test_bleu"] = test_bleu
         write_bundle_json(meta, work)
         meta["verification"] = verify(model, vocabs, work, sample)
+        if not keep_fp32:
+            for name in meta["graphs"]["variants"].pop("fp32").values():
+                (work / name).unlink()
         write_bundle_json(meta, work)
         work.chmod(0o755)  # mkdtemp made it private
         if out.exists():

@@ -24,17 +24,6 @@ def default_providers() -> list[str]:
     return [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
 
 
-def _direct_run(session: ort.InferenceSession):
-    """``session.run`` without the Python wrapper's per-call checks (required inputs present,
-    OrtValue ownership, graph capture), which the translator makes once at load: it always feeds
-    the inputs the graph declares, as numpy arrays (measured effect: ``exported/README.md``, "Where the speed code's figures live"). Falls back to
-    ``session.run`` if a future onnxruntime moves the binding."""
-    binding = getattr(session, "_sess", None)
-    if binding is None or not callable(getattr(binding, "run", None)):
-        return session.run
-    return lambda names, feeds: binding.run(names, feeds, None)
-
-
 SPIN = ("run", "always", "never")  # when onnxruntime's worker threads may busy-wait (Translator's spin)
 
 
@@ -44,11 +33,13 @@ class Translator(base.Translator):
     It is also the search's :class:`~s2s.search.loops.Decoder`: :meth:`select` runs the step
     graph with its search head, :meth:`reorder` and :meth:`take_memory` pick rows of arrays.
 
-    ``tune_allocator`` (default on) applies :func:`s2s.cpu.allocator.keep_freed_memory` to the
-    process: glibc then keeps freed heap pages instead of unmapping every large block, which the
-    search allocates at each step (reordered caches, scores). It also backs the heap range that
-    the sessions' weights filled with 2 MiB pages (:func:`s2s.cpu.allocator.back_with_huge_pages`;
-    ``huge_page_bytes`` says how much). Pass False to leave the host process's memory as it is.
+    ``tune_allocator`` (default off: the host process's memory is left as it is) is for a caller
+    that owns its process, such as ``s2s translate`` or a benchmark. It applies
+    :func:`s2s.cpu.allocator.keep_freed_memory`, a process-wide glibc setting: glibc then keeps
+    freed heap pages instead of unmapping every large block, which the search allocates at each
+    step (reordered caches, scores). It also backs the heap range that the sessions' weights
+    filled with 2 MiB pages (:func:`s2s.cpu.allocator.back_with_huge_pages`; ``huge_page_bytes``
+    says how much, 0 without it). What both measured is in ``exported/README.md``.
 
     ``spin`` says when onnxruntime's worker threads may busy-wait for work instead of sleeping:
     ``"run"`` (default) while a graph runs, stopping when the call returns; ``"always"``
@@ -58,12 +49,13 @@ class Translator(base.Translator):
     ``exported/README.md``, "Where the speed code's figures live".
     """
 
-    def __init__(self, bundle: Bundle, variant: str = "fp32", providers: list[str] | None = None,
-                 threads: int | None = None, tune_allocator: bool = True, spin: str = "run"):
+    def __init__(self, bundle: Bundle, variant: str | None = None, providers: list[str] | None = None,
+                 threads: int | None = None, tune_allocator: bool = False, spin: str = "run"):
         if spin not in SPIN:
             raise ConfigError(f"spin must be one of {', '.join(SPIN)}, got {spin!r}")
         if tune_allocator:
             keep_freed_memory()
+        variant = variant or bundle.default_variant
         if variant not in bundle.variants:
             raise BundleError(f"{bundle.path}: no {variant!r} graphs (has {sorted(bundle.variants)})")
         self.bundle, self.variant = bundle, variant
@@ -84,7 +76,6 @@ class Translator(base.Translator):
         self.decoder = ort.InferenceSession(str(bundle.file(files["decoder_step"])), options, providers=self.providers)
         # the weights (and their prepacked copies) now fill [start, heap top): 2 MiB pages for them
         self.huge_page_bytes = back_with_huge_pages(start, heap_top()) if tune_allocator else 0
-        self._run_step = _direct_run(self.decoder)
         src, tgt = bundle.vocab_files()
         self.src_vocab = spm.SentencePieceProcessor(model_file=str(src))
         self.tgt_vocab = self.src_vocab if src == tgt else spm.SentencePieceProcessor(model_file=str(tgt))
@@ -105,8 +96,8 @@ class Translator(base.Translator):
         self.source_to_target = piece_table(self.src_vocab, self.tgt_vocab) if self.copy_extends else None
 
     @classmethod
-    def load(cls, path: str | Path, variant: str = "fp32", providers: list[str] | None = None,
-             threads: int | None = None, tune_allocator: bool = True, spin: str = "run") -> "Translator":
+    def load(cls, path: str | Path, variant: str | None = None, providers: list[str] | None = None,
+             threads: int | None = None, tune_allocator: bool = False, spin: str = "run") -> "Translator":
         return cls(read_bundle(path), variant, providers, threads, tune_allocator, spin)
 
     # ------------------------------------------------------------------ graphs
@@ -124,6 +115,11 @@ class Translator(base.Translator):
         feeds.update({feed: memory[name] for feed, name in memory_names})
         feeds["prev_tokens"] = tokens
         return feeds
+
+    def _run_step(self, names: list[str], feeds: dict) -> list:
+        """Every call of the step graph goes through here (tests watch it), by onnxruntime's public
+        ``InferenceSession.run``."""
+        return self.decoder.run(names, feeds)
 
     def step(self, tokens: np.ndarray, state: dict, memory: dict):
         outputs = self._run_step(self._step_outputs, self._feeds(tokens, state, memory))

@@ -97,6 +97,27 @@ def test_int8_bundle_translates_and_is_smaller(run_factory, multi30k_slice, tmp_
     assert len(out) == 4 and all(isinstance(s, str) for s in out)
 
 
+def test_int8_only_bundle_is_the_int8_variant_without_the_fp32_graphs(run_factory, multi30k_slice, tmp_path):
+    from s2s.bundle import read_bundle
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    run = run_factory("bahdanau")
+    export_bundle(run, tmp_path / "both", quantize="int8")
+    meta = export_bundle(run, tmp_path / "b", quantize="int8", keep_fp32=False)
+    assert set(meta["graphs"]["variants"]) == {"int8"} and meta["verification"]["max_abs_diff"] < 1e-4
+    assert not (tmp_path / "b" / "encoder.onnx").exists() and not (tmp_path / "b" / "decoder_step.onnx").exists()
+    assert read_bundle(tmp_path / "b").default_variant == "int8"
+    lines = _lines(multi30k_slice)[:6]
+    only = Translator.load(tmp_path / "b")  # no variant named: the only one
+    assert only.variant == "int8"
+    assert only.translate(lines, beam=3) == Translator.load(tmp_path / "both", "int8").translate(lines, beam=3)
+    with pytest.raises(BundleError, match=r"no 'fp32' graphs \(has \['int8'\]\)"):
+        Translator.load(tmp_path / "b", "fp32")
+    with pytest.raises(BundleError, match="--no-fp32 needs --quantize int8"):
+        export_bundle(run, tmp_path / "c", keep_fp32=False)
+
+
 def test_float64_errors_tell_which_engine_is_off(run_factory, tmp_path):
     from s2s.decoding.translator import Translator as TorchTranslator
     from s2s.export.bundle import export_bundle
@@ -198,6 +219,19 @@ def test_translate_cli_takes_a_run_or_a_bundle(run_factory, multi30k_slice, tmp_
         assert main(["translate", "--model", str(model), "--input", str(source), "--beam", "3"]) == 0
         outputs.append(capsys.readouterr().out)
     assert outputs[0] == outputs[1] and outputs[0].splitlines()[6] == ""
+    aligned = []
+    for model in (run, tmp_path / "b"):
+        assert main(["translate", "--model", str(model), "--input", str(source), "--beam", "3", "--alignment"]) == 0
+        aligned.append(capsys.readouterr().out.splitlines())
+    assert aligned[0] == aligned[1] and len(aligned[0]) == 8 and aligned[0][6] == " ||| "
+    for text_line, row in zip(outputs[0].splitlines(), aligned[0]):
+        text, pairs = row.split(" ||| ")
+        assert text == text_line  # the same translation, then one pair per target word
+        assert [int(p.split("-")[1]) for p in pairs.split()] == list(range(len(text.split())))
+    assert main(["translate", "--model", str(tmp_path / "b"), "--input", str(source), "--beam", "3", "--n-best", "2",
+                 "--alignment"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert len(rows) == 2 * 7 + 1 and all(len(r.split(" ||| ")) == 4 for r in rows if not r.startswith("6 "))
     assert main(["translate", "--model", str(tmp_path / "b"), "--variant", "int8", "--input", str(source)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 8
     ref = multi30k_slice["test.de"]
@@ -267,7 +301,8 @@ def test_search_head_equals_a_full_top_k_with_ties_to_the_lower_index(tmp_path, 
 
 def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
     """The runtime's defaults: onnxruntime workers spin only while a step runs (not between
-    steps), and the glibc heap keeps freed pages; both can be changed, and a bad spin is refused."""
+    steps), and the host process's allocator is left alone unless the caller, owning its
+    process, opts in; both can be changed, and a bad spin is refused."""
     from s2s.errors import ConfigError
     import onnxruntime as ort
 
@@ -281,17 +316,36 @@ def test_translator_session_settings(run_factory, tmp_path, monkeypatch):
     original = ort.SessionOptions.add_session_config_entry
     monkeypatch.setattr(ort.SessionOptions, "add_session_config_entry",
                         lambda self, key, value: (entries.append((key, value)), original(self, key, value))[1])
-    assert Translator.load(tmp_path / "b").translate(["A dog runs."], beam=2)
-    assert tuned == [True]
+    default = Translator.load(tmp_path / "b")
+    assert default.translate(["A dog runs."], beam=2)
+    assert tuned == [] and default.huge_page_bytes == 0
     assert {("session.intra_op.allow_spinning", "1"), ("session.force_spinning_stop", "1")} <= set(entries)
-    tuned.clear(), entries.clear()
-    Translator.load(tmp_path / "b", tune_allocator=False, spin="never")
-    assert tuned == [] and entries == [("session.intra_op.allow_spinning", "0")]
+    entries.clear()
+    Translator.load(tmp_path / "b", tune_allocator=True, spin="never")
+    assert tuned == [True] and entries == [("session.intra_op.allow_spinning", "0")]
     entries.clear()
     Translator.load(tmp_path / "b", spin="always")
     assert entries == [("session.intra_op.allow_spinning", "1")]
     with pytest.raises(ConfigError, match="spin must be one of run, always, never, got 'sometimes'"):
         Translator.load(tmp_path / "b", spin="sometimes")
+
+
+def test_translator_steps_through_the_public_session_run(run_factory, tmp_path, monkeypatch):
+    """Every decoder step is a call of ``InferenceSession.run``, onnxruntime's public API."""
+    import onnxruntime as ort
+
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    export_bundle(run_factory("bahdanau"), tmp_path / "b")
+    translator = Translator.load(tmp_path / "b")
+    want = translator.translate(["A dog runs."], beam=3)
+    calls = []
+    original = ort.InferenceSession.run
+    monkeypatch.setattr(ort.InferenceSession, "run",
+                        lambda self, names, feeds, *rest: (calls.append(self), original(self, names, feeds, *rest))[1])
+    assert translator.translate(["A dog runs."], beam=3) == want
+    assert calls.count(translator.decoder) >= 2 and calls.count(translator.encoder) == 1
 
 
 def _anon_huge_kib() -> int:
@@ -303,8 +357,8 @@ def _anon_huge_kib() -> int:
 @pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="needs Linux /proc")
 def test_huge_pages_back_the_heap_that_loading_filled(tmp_path):
     """back_with_huge_pages collapses what it reports (the process's huge pages grow by as much),
-    and the translator applies it to the heap range its sessions filled unless told not to, with
-    the same translations."""
+    and the translator applies it to the heap range its sessions filled when told to
+    (``tune_allocator=True``; by default it does not), with the same translations."""
     import ctypes
     import mmap
 
@@ -335,44 +389,14 @@ def test_huge_pages_back_the_heap_that_loading_filled(tmp_path):
         shutil.rmtree(run)
     # a fresh interpreter, as a server or the CLI starts: its heap grows while the sessions load
     probe = (f"from s2s.runtime import Translator; import re, pathlib; "
-             f"t = Translator.load({str(tmp_path / 'b')!r}, tune_allocator={{}}); "
+             f"t = Translator.load({str(tmp_path / 'b')!r}{{}}); "
              f"print(t.huge_page_bytes, re.search(r'AnonHugePages:\\s+(\\d+)', "
              f"pathlib.Path('/proc/self/smaps_rollup').read_text()).group(1), t.translate(['A dog runs.'], beam=2))")
     outputs = {}
-    for tune in (True, False):
-        done = subprocess.run([sys.executable, "-c", probe.format(tune)], capture_output=True, text=True, cwd=ROOT)
+    for how in (", tune_allocator=True", ""):  # opted in, and the default
+        done = subprocess.run([sys.executable, "-c", probe.format(how)], capture_output=True, text=True, cwd=ROOT)
         assert done.returncode == 0, done.stderr
-        outputs[tune] = done.stdout.split(maxsplit=2)
-    huge, kib, text = outputs[True]
+        outputs[how] = done.stdout.split(maxsplit=2)
+    huge, kib, text = outputs[", tune_allocator=True"]
     assert int(huge) >= HUGE_PAGE and int(kib) >= int(huge) // 1024
-    assert outputs[False][0] == "0" and outputs[False][2] == text
-
-
-def test_translator_calls_the_binding_directly_with_the_same_results(run_factory, tmp_path):
-    """Steps that skip the onnxruntime wrapper's per-call checks give what session.run gives, on
-    the feeds a real search makes; a session without the binding falls back to session.run."""
-    import numpy as np
-
-    from s2s.export.bundle import export_bundle
-    from s2s.runtime import Translator
-    from s2s.runtime.translator import _direct_run
-
-    export_bundle(run_factory("bahdanau"), tmp_path / "b")
-    translator = Translator.load(tmp_path / "b")
-    calls = []
-    translator._run_step = (lambda run: lambda names, feeds: (calls.append((names, dict(feeds))), run(names, feeds))[1])(
-        translator._run_step)
-    translator.hypotheses(["A dog runs."], beam=3)
-    assert calls
-    names, feeds = calls[-1]
-    direct = _direct_run(translator.decoder)(names, feeds)
-    public = translator.decoder.run(names, feeds)
-    assert len(direct) == len(public) == len(names)
-    assert all(np.array_equal(a, b) for a, b in zip(direct, public))
-
-    class Plain:
-        def run(self, names, feeds):
-            return ["plain", names, feeds]
-
-    plain = Plain()
-    assert _direct_run(plain)(["x"], {}) == ["plain", ["x"], {}]
+    assert outputs[""][0] == "0" and outputs[""][2] == text
