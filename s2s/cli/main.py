@@ -9,7 +9,15 @@ import sys
 from s2s import __version__
 from s2s.errors import S2SError
 
-SUBCOMMANDS = ("train", "translate", "evaluate", "export")
+SUBCOMMANDS = ("train", "translate", "evaluate", "export", "serve")
+
+# packages an install may lack -> (the extra of pyproject.toml that brings it, what that extra is
+# for): the base install is the torch-free runtime (``s2s translate --model BUNDLE``)
+TRAINING, SERVING = ("train", "training"), ("serve", "serving")
+EXTRA_OF_PACKAGE = {
+    **dict.fromkeys(("torch", "yaml", "datasets", "sacrebleu", "onnx", "tqdm", "rouge_score"), TRAINING),
+    **dict.fromkeys(("fastapi", "uvicorn", "prometheus_client"), SERVING),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args) or 0
     except S2SError as err:
         print(f"s2s {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # an extra not installed: one line naming it, not a traceback
+        if (err.name or "").split(".")[0] not in EXTRA_OF_PACKAGE:
+            raise
+        extra, purpose = EXTRA_OF_PACKAGE[err.name.split(".")[0]]
+        print(f"s2s {args.command}: error: needs the {purpose} extra (pip install \"s2s[{extra}]\"): {err}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"s2s {args.command}: interrupted", file=sys.stderr)

@@ -33,7 +33,7 @@ def rule(layers: str, packages: str | None) -> Rule:
 
 BASE = "s2s errors registry config search"
 TORCH_STACK = "yaml datasets sentencepiece numpy torch tqdm"
-WEB = "fastapi starlette uvicorn pydantic anyio h11 httpx multipart python_multipart"
+WEB = "fastapi starlette uvicorn pydantic anyio h11 httpx multipart python_multipart prometheus_client"
 RULES: dict[str, Rule] = {
     "s2s": rule("s2s", ""),  # s2s/__init__.py: version only, imports nothing heavy
     "errors": rule("s2s errors", ""),
@@ -204,27 +204,49 @@ def test_building_the_cli_parser_loads_no_torch():
     assert "torch" not in loaded
 
 
+# the layers a deployment installs without any extra (``pip install s2s``: the torch-free runtime);
+# the server adds the ``serve`` extra, the cli may reach any layer, the others need ``train``
+TORCH_FREE_LAYERS = frozenset({"s2s", "__main__", "errors", "registry", "search", "bundle", "cpu.allocator",
+                               "runtime"})
+
+
+def extras_of(layer: str) -> tuple[str, ...]:
+    """The extras of pyproject.toml whose packages ``layer`` may import, beyond the base ones."""
+    if layer in TORCH_FREE_LAYERS:
+        return ()
+    return {"serve": ("serve",), "cli": ("train", "serve")}.get(layer, ("train",))
+
+
 def test_every_third_party_import_is_a_declared_dependency():
     """A package that s2s imports but pyproject.toml does not name installs nowhere but here
-    (CI failed that way once: ``onnx``, needed by the exporter, came with this machine only)."""
+    (CI failed that way once: ``onnx``, needed by the exporter, came with this machine only).
+    Each layer's packages come with the base install or with the extra that layer belongs to, so
+    ``pip install s2s`` brings everything the runtime imports and no torch; ``dev`` brings all."""
     import importlib.metadata
     import re
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    declared = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
-                for spec in project["dependencies"]}
+
+    def names(specs: list[str]) -> set[str]:
+        return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in specs}
+
+    base, extras = names(project["dependencies"]), project["optional-dependencies"]
+    assert "torch" not in base and "s2s[train,serve]" in extras["dev"]
     providers = importlib.metadata.packages_distributions()
     missing = []
     for module, path in MODULES.items():
+        wanted = extras_of(layer_of(module))
+        declared = base.union(*(names(extras[e]) for e in wanted))
         for line, imported in imported_modules(path.read_text(encoding="utf-8"), module, path.name == "__init__.py"):
             top = imported.split(".")[0]
             if top in STDLIB or top == "s2s" or not top:
                 continue
             dists = {d.lower().replace("_", "-") for d in providers.get(top, [])}
             if not dists & declared:
-                missing.append(f"{module} (line {line}) imports {top}, from {sorted(dists) or 'no installed package'}")
-    assert not missing, "not in pyproject.toml's dependencies:\n  " + "\n  ".join(sorted(set(missing)))
+                missing.append(f"{module} (line {line}) imports {top}, from {sorted(dists) or 'no installed package'}; "
+                               f"declared for it: dependencies {' '.join(f'[{e}]' for e in wanted)}".rstrip())
+    assert not missing, "not declared in pyproject.toml:\n  " + "\n  ".join(sorted(set(missing)))
 
 
 def readme_layer_table(text: str) -> dict[str, tuple[frozenset[str], frozenset[str] | None]]:
