@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,11 +11,32 @@ from s2s.errors import DataError
 
 
 def read_input(path: str | None) -> list[str]:
+    """Lines of ``path`` (stdin for None or ``-``) without their newlines."""
     if path in (None, "-"):
         return [line.rstrip("\r\n") for line in sys.stdin]
-    from s2s.data.corpus import read_lines
+    return read_text_lines(path)
 
-    return read_lines(path)
+
+def read_text_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (gzip if it ends in .gz), read without the data layer, whose
+    recipe loader needs PyYAML: ``s2s translate --model BUNDLE`` runs where only the runtime is
+    installed. Same errors as :func:`s2s.data.corpus.read_lines`: they name the file (and line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    lines = []
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                try:
+                    lines.append(raw.decode("utf-8").rstrip("\r\n"))
+                except UnicodeDecodeError as err:
+                    raise DataError(f"{path}: line {number}: invalid UTF-8 ({err.reason} at byte "
+                                    f"{err.start}); expected UTF-8 text") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: cannot read: {err}") from None
+    return lines
 
 
 @contextmanager
@@ -49,7 +71,8 @@ def add_decode_options(parser) -> None:
     group.add_argument("--checkpoint", default="best", metavar="NAME",
                        help="which weights of a run: best, last, averaged or step-N (default: best)")
     group.add_argument("--device", default="cpu", help="cpu or cuda")
-    group.add_argument("--variant", default="fp32", choices=["fp32", "int8"], help="which graphs of a bundle to use")
+    group.add_argument("--variant", choices=["fp32", "int8"],
+                       help="which graphs of a bundle to use (default: fp32, or the bundle's only variant)")
 
 
 def decode_options(args) -> dict:
@@ -68,7 +91,8 @@ def open_translator(args):
         from s2s.runtime import Translator
 
         providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
-        return Translator.load(args.model, args.variant, providers)
+        # the command owns its process, so the runtime may tune the process's allocator
+        return Translator.load(args.model, args.variant, providers, tune_allocator=True)
     import s2s.models  # noqa: F401  (registers the parts the run's recipe names)
     from s2s.decoding.translator import Translator
 

@@ -157,6 +157,92 @@ def test_bad_model_directory(tmp_path):
     assert result.returncode == 2 and "not a run directory" in result.stderr
 
 
+# --------------------------------------------------------------------------- without the training extra
+TRAINING_PACKAGES = ("torch", "yaml", "datasets", "sacrebleu", "onnx", "tqdm", "rouge_score")
+BLOCKER = """import sys
+class Block:  # a package of the training extra is not installed here
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+sys.meta_path.insert(0, Block())
+"""
+
+
+@pytest.fixture(scope="module")
+def runtime_only(trained_run):
+    """``run(*args, stdin=...)``: ``python -m s2s`` in an interpreter where the training extra's
+    packages cannot be imported (a ``sitecustomize`` blocks them), and a bundle of the tiny run."""
+    import os
+
+    work, run, _ = trained_run
+    bundle = work / "runtime-only-bundle"
+    assert s2s("export", "--model", run, "--out", bundle).returncode == 0
+    site = work / "runtime-only-site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(BLOCKER.format(blocked=set(TRAINING_PACKAGES)))
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(root)])}
+
+    def run_cli(*args, stdin: str | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "s2s", *map(str, args)], input=stdin, capture_output=True,
+                              text=True, env=env, timeout=300)
+
+    probe = run_cli("--version")  # the blocker is in force: importing torch fails there
+    assert probe.returncode == 0, probe.stderr
+    blocked = subprocess.run([sys.executable, "-c", "import torch"], capture_output=True, text=True, env=env)
+    assert "No module named 'torch'" in blocked.stderr
+    return run_cli, bundle
+
+
+def test_translate_with_a_bundle_needs_no_training_package(runtime_only, trained_run, tmp_path):
+    """stdin, --input (gzip too), --output and n-best, as where torch was never installed; the
+    same translations as with every package present."""
+    import gzip
+
+    run_cli, bundle = runtime_only
+    _, _, files = trained_run
+    lines = files["test.en"].read_text().splitlines()[:3]
+    text = "\n".join([lines[0], "", lines[1], lines[2]]) + "\n"
+    done = run_cli("translate", "--model", bundle, "--beam", "3", stdin=text)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == s2s("translate", "--model", bundle, "--beam", "3", stdin=text).stdout
+    assert done.stdout.split("\n")[1] == "" and len(done.stdout.splitlines()) == 4
+
+    source = tmp_path / "in.en.gz"
+    with gzip.open(source, "wt", encoding="utf-8") as out:
+        out.write(text)
+    output = tmp_path / "out.de"
+    done = run_cli("translate", "--model", bundle, "--beam", "3", "--input", source, "--output", output)
+    assert done.returncode == 0, done.stderr
+    assert output.read_text() == s2s("translate", "--model", bundle, "--beam", "3", stdin=text).stdout
+
+    nbest = run_cli("translate", "--model", bundle, "--beam", "3", "--n-best", "2", stdin="A man rides a bike.\n")
+    assert nbest.returncode == 0, nbest.stderr
+    assert [row.split(" ||| ")[0] for row in nbest.stdout.splitlines()] == ["0", "0"]
+
+    bad = tmp_path / "bad.en"
+    bad.write_bytes(b"fine\n\xff\xfe\n")
+    done = run_cli("translate", "--model", bundle, "--input", bad)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"s2s translate: error: {bad}: line 2: invalid UTF-8 (invalid start byte at byte 0); expected UTF-8 text"]
+
+
+def test_training_commands_name_the_missing_extra_in_one_line(runtime_only, trained_run):
+    run_cli, bundle = runtime_only
+    work, run, files = trained_run
+    done = run_cli("train", work / "tiny.yaml", "--run-dir", work / "never")
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "s2s train: error: needs the training extra (pip install \"s2s[train]\"): No module named 'torch'"]
+    assert not (work / "never").exists()
+    for args in (("translate", "--model", run), ("export", "--model", run, "--out", work / "never"),
+                 ("evaluate", "--hyp", files["test.de"], "--ref", files["test.de"])):
+        done = run_cli(*args, stdin="A dog runs.\n")
+        assert done.returncode == 2, args
+        assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(
+            f"s2s {args[0]}: error: needs the training extra (pip install \"s2s[train]\"): No module named "), args
+
+
 def _tool(name: str, *args, sets=(), timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``tools/<name>`` with ``args`` and ``--set`` overrides (and ``env`` added to the
     environment); the data must be present."""
