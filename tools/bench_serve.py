@@ -292,6 +292,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime threads, server and offline alike")
     parser.add_argument("--offline-lines", type=int, default=1000, help="at most this many lines for the offline run")
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run the soak test (only) for SECONDS")
+    parser.add_argument("--serve-arg", dest="serve_args", action="append", default=[], metavar="ARG",
+                        help="one more flag for both servers, e.g. --serve-arg=--max-wait-ms=10 (repeatable)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     args.clients = sorted({int(c) for c in args.clients.split(",")})
@@ -320,6 +322,18 @@ def main() -> int:
     return 0 if ok else 1
 
 
+def batch_totals(port: int) -> tuple[float, float]:
+    """The server's ``s2s_batch_sentences`` histogram so far: (sentences searched, searches)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/metrics")
+    totals = {"sum": 0.0, "count": 0.0}
+    for line in connection.getresponse().read().decode().splitlines():
+        for part in totals:
+            if line.startswith(f"s2s_batch_sentences_{part}"):
+                totals[part] += float(line.rsplit(" ", 1)[1])
+    return totals["sum"], totals["count"]
+
+
 def throughput(args, bundle, lines: list[str], meta: dict) -> dict:
     import sentencepiece as spm
 
@@ -327,14 +341,18 @@ def throughput(args, bundle, lines: list[str], meta: dict) -> dict:
     offline, direct = time_runtime(args.bundle, lines, args.beam, args.threads, args.seconds, args.offline_lines)
     rows = []
     for batching in (True, False):
-        server = Server(args.bundle, args.threads, batching)
+        server = Server(args.bundle, args.threads, batching, args.serve_args)
         try:
             load_row(server.port, 1, min(args.seconds, 1.0) / 4, lines, args.beam, target_vocab)  # warm-up
             for clients in args.clients:
-                rows.append({"batching": batching, **load_row(server.port, clients, args.seconds, lines, args.beam,
-                                                              target_vocab)})
+                before = batch_totals(server.port)
+                row = load_row(server.port, clients, args.seconds, lines, args.beam, target_vocab)
+                (sentences, searches), (done, started) = batch_totals(server.port), before
+                row["mean_batch"] = (sentences - done) / (searches - started) if searches > started else None
+                rows.append({"batching": batching, **row})
                 print(f"batching {'on' if batching else 'off'}, {clients} clients: "
-                      f"{rows[-1]['sentences_per_s']:.1f} sent/s", flush=True)
+                      f"{row['sentences_per_s']:.1f} sent/s, {row['mean_batch'] or 0:.1f} sentences per search",
+                      flush=True)
         finally:
             server.stop()
     found = ratios(rows, offline, direct)
