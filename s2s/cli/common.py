@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import gzip
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
 from s2s.errors import DataError
+from s2s.textio import read_lines
 
 
 def read_input(path: str | None) -> list[str]:
     """Lines of ``path`` (stdin for None or ``-``) without their newlines."""
     if path in (None, "-"):
         return [line.rstrip("\r\n") for line in sys.stdin]
-    return read_text_lines(path)
-
-
-def read_text_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file (gzip if it ends in .gz), read without the data layer, whose
-    recipe loader needs PyYAML: ``s2s translate --model BUNDLE`` runs where only the runtime is
-    installed. Same errors as :func:`s2s.data.corpus.read_lines`: they name the file (and line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
-    lines = []
-    try:
-        with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                try:
-                    lines.append(raw.decode("utf-8").rstrip("\r\n"))
-                except UnicodeDecodeError as err:
-                    raise DataError(f"{path}: line {number}: invalid UTF-8 ({err.reason} at byte "
-                                    f"{err.start}); expected UTF-8 text") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: cannot read: {err}") from None
-    return lines
+    return read_lines(path)
 
 
 @contextmanager

@@ -7,15 +7,14 @@ missing falls back to ``data.hub`` when a hub dataset is named.
 
 from __future__ import annotations
 
-import gzip
 import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from s2s.config import DataConfig, SplitConfig
 from s2s.errors import DataError
+from s2s.textio import numbered_lines, read_lines
 
 log = logging.getLogger(__name__)
 
@@ -33,30 +32,6 @@ class Parallel:
         return len(self.src)
 
 
-def _open_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """Yield (1-based line number, text without newline); invalid UTF-8 names path and line."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise DataError(f"{path}: line {number}: invalid UTF-8 ({err.reason} at byte "
-                                    f"{err.start}); expected UTF-8 text") from None
-                yield number, text.rstrip("\r\n")
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise DataError(f"{path}: cannot read: {err}") from None
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file (gzip if it ends in .gz)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    return [text for _, text in _open_lines(path)]
-
-
 def _suffix(path: Path) -> str:
     suffixes = [s for s in path.suffixes if s != ".gz"]
     return suffixes[-1].lower() if suffixes else ""
@@ -71,7 +46,7 @@ def _read_jsonl(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], 
     """One JSON object a line, both fields strings; blank lines are skipped. A line that breaks
     this fails naming the file, the line and, where one is at fault, the field and its setting."""
     src, tgt = [], []
-    for number, text in _open_lines(path):
+    for number, text in numbered_lines(path):
         if not text.strip():
             continue
         try:
@@ -95,7 +70,7 @@ def _read_jsonl(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], 
 
 
 def _read_tsv(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], list[str]]:
-    lines = _open_lines(path)
+    lines = numbered_lines(path)
     try:
         _, header_line = next(lines)
     except StopIteration:

@@ -38,6 +38,8 @@ RULES: dict[str, Rule] = {
     "s2s": rule("s2s", ""),  # s2s/__init__.py: version only, imports nothing heavy
     "errors": rule("s2s errors", ""),
     "registry": rule("s2s registry", ""),
+    # UTF-8 (and gzip) text files line by line: the data layer and the torch-free cli share it
+    "textio": rule("s2s errors textio", ""),
     # search: hypotheses, constraints, the one beam and greedy loop, DecodeOptions; numpy only.
     # config reads DecodeOptions from it, so s2s/search/__init__.py imports nothing.
     "search": rule("s2s errors search", "numpy"),
@@ -48,7 +50,7 @@ RULES: dict[str, Rule] = {
     # them) and torch kernels for the models
     "cpu.allocator": rule("s2s cpu.allocator", ""),
     "cpu": rule("s2s cpu cpu.allocator", "torch"),
-    "data": rule(f"{BASE} data", "yaml datasets sentencepiece numpy"),
+    "data": rule(f"{BASE} textio data", "yaml datasets sentencepiece numpy"),
     # models need no data code: their special ids come in as arguments, so s2s.data is not allowed
     "models": rule(f"{BASE} cpu models", "yaml torch numpy"),
     # a run directory: recipe, vocabularies, checkpoints, load_run
@@ -62,7 +64,7 @@ RULES: dict[str, Rule] = {
     # the runtime ships without torch or training code: numpy + onnxruntime + sentencepiece only
     "runtime": rule("s2s errors cpu.allocator search bundle runtime", "numpy onnxruntime sentencepiece"),
     "serve": rule("s2s errors search bundle runtime serve", f"numpy onnxruntime sentencepiece {WEB}"),
-    "cli": rule(f"{BASE} bundle cpu.allocator data models runs training decoding evaluation export runtime serve cli",
+    "cli": rule(f"{BASE} textio bundle cpu.allocator data models runs training decoding evaluation export runtime serve cli",
                 None),
     # s2s/__main__.py (``python -m s2s``) is the cli's second door: it may import the cli only
     "__main__": rule("cli", ""),

@@ -1,0 +1,39 @@
+"""UTF-8 text files line by line (gzip for ``.gz``), standard library only.
+
+The data layer reads corpora through it, and ``s2s translate --model BUNDLE`` reads its input
+through it where only the runtime is installed (the data layer needs PyYAML and datasets).
+Every error names the file, and the line where one is at fault.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Iterator
+
+from s2s.errors import DataError
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without its newline); invalid UTF-8 names path and line."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            for number, raw in enumerate(handle, 1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as err:
+                    raise DataError(f"{path}: line {number}: invalid UTF-8 ({err.reason} at byte "
+                                    f"{err.start}); expected UTF-8 text") from None
+                yield number, text.rstrip("\r\n")
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise DataError(f"{path}: cannot read: {err}") from None
+
+
+def read_lines(path: str | Path) -> list[str]:
+    """All lines of a UTF-8 text file (gzip if it ends in .gz)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return [text for _, text in numbered_lines(path)]
