@@ -2,14 +2,21 @@
 batched search, run off the event loop by one worker thread per model.
 
 A request is a :class:`Job` of sentences (its non-empty texts, tokenized at admission). The
-worker takes the oldest waiting sentence, waits at most ``max_wait_ms`` from its arrival for more
-sentences with the same :class:`DecodeKey` (not when it is alone and no two requests were in flight
-for a second: a lone client is not kept waiting), then takes them first come first served within
+worker takes the oldest waiting sentence, waits at most ``max_wait_ms`` for more sentences with
+the same :class:`DecodeKey`, counted from the sentence's arrival or from the end of the worker's
+last search, whichever is later (not when it is alone and no two requests were in flight for a
+second: a lone client is not kept waiting), then takes them first come first served within
 ``max_batch`` sentences and ``max_batch_tokens`` source tokens (at least one sentence) and runs
 ``translator.hypotheses(lines, batch_size=len(lines), ...)``, which sorts the batch by length
 itself. A job larger than one batch is split over several; it completes when its last sentence
 is done. onnxruntime releases the GIL while a graph runs, so the event loop keeps accepting
 requests during a search.
+
+Counting the wait from the end of the last search matters under steady load: the clients
+answered by one search send their next requests a few milliseconds after it ends. Counted from
+arrival only, the requests that came in during the search are already past their deadline and
+go alone, and the clients settle into two alternating half batches; waiting for the answered
+clients lets the two halves meet in one full batch.
 
 If a batched search raises, each job of that batch is searched again alone: only the job whose
 sentences fail again gets the error; the others get their results.
@@ -108,6 +115,7 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._in_flight = 0  # jobs submitted and not yet settled
         self._crowded_at = float("-inf")  # when more than one job was last in flight
+        self._free_at = float("-inf")  # when the worker's last search ended
 
     # ------------------------------------------------------------------ event loop side
     def start(self) -> None:
@@ -160,6 +168,8 @@ class Batcher:
             if batch is None:
                 return
             self._search(batch)
+            with self._cond:
+                self._free_at = time.monotonic()
 
     def _gather(self) -> Batch | None:
         """Wait for the next batch; None once stopped. Under the lock."""
@@ -173,7 +183,7 @@ class Batcher:
                     continue
                 first = self._pending[0]
                 if self.limits.batching and not self._alone(first):
-                    deadline = first.arrived + self.limits.max_wait_ms / 1000
+                    deadline = max(first.arrived, self._free_at) + self.limits.max_wait_ms / 1000
                     while not self._stopping and not self._full(first.key):
                         left = deadline - time.monotonic()
                         if left <= 0 or not self._cond.wait(left):

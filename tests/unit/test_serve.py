@@ -203,6 +203,46 @@ def test_without_batching_each_request_is_searched_alone(translator, lines):
         assert metric(client, "s2s_batch_sentences_sum", model="tiny") == 12
 
 
+def test_requests_that_came_during_a_search_wait_for_the_answered_clients():
+    """Under steady load the clients answered by one search send again a few milliseconds after it
+    ends; the requests that queued during that search must wait for them (``max_wait_ms`` from the
+    search's end), not go alone because their own arrival is long past: two half batches merge."""
+    from types import SimpleNamespace
+
+    from s2s.serve import Limits
+    from s2s.serve.batching import Batcher, DecodeKey
+    from s2s.serve.metrics import Metrics
+
+    searched = []
+
+    class Slow:
+        def hypotheses(self, lines, **options):
+            searched.append(len(lines))
+            time.sleep(0.4)
+            return [[SimpleNamespace(tokens=[7])] for _ in lines]
+
+    batcher = Batcher("m", Slow(), Limits(max_wait_ms=150, max_batch=4), Metrics())
+    batcher.start()
+    key, render = DecodeKey(beam=1, n_best=1, max_len=0), (lambda line, hyps: line)
+    try:
+        first = [batcher.submit([f"a{i}"], [1], key, render) for i in range(2)]
+        time.sleep(0.25)  # the first search starts after 150 ms and lasts 400
+        during = batcher.submit(["b"], [1], key, render)  # queued during the first search
+
+        def client_again():  # an answered client's next request, 20 ms after its answer
+            first[0].future.result(timeout=5)
+            time.sleep(0.02)
+            return batcher.submit(["c"], [1], key, render)
+
+        with ThreadPoolExecutor(1) as pool:
+            again = pool.submit(client_again).result(timeout=5)
+        assert during.future.result(timeout=5) == ["b"] and again.future.result(timeout=5) == ["c"]
+        assert [f.future.result(timeout=5) for f in first] == [["a0"], ["a1"]]
+        assert searched == [2, 2]  # counted from its arrival, "b" would have been searched alone
+    finally:
+        batcher.stop(timeout=5)
+
+
 # --------------------------------------------------------------------------- bad requests
 LONG = "word " * 100  # 500 characters, more than the client fixture's 400
 
