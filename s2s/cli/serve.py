@@ -21,6 +21,10 @@ def add_parser(sub) -> None:
                    help="which graphs of each bundle (default: fp32, or the bundle's only variant)")
     p.add_argument("--tune-allocator", action="store_true",
                    help="let the runtime tune glibc's allocator for the whole process (keep freed pages, huge pages)")
+    p.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"],
+                   help="uvicorn's HTTP parser (default: httptools, installed with the serve extra; h11 is pure Python)")
+    p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
+                   help="uvicorn's event loop (default: uvloop where installed, else asyncio)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_limit_flags(p)
     p.set_defaults(run=run)
@@ -47,4 +51,4 @@ def run(args) -> int:
 
     limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
     return serve(args.bundles, args.host, args.port, limits, args.variant, args.threads, args.tune_allocator,
-                 args.log_level)
+                 args.log_level, args.http, args.loop)
