@@ -154,8 +154,12 @@ class TrainConfig:
     coverage_loss: float = opt(0.0, "weight of the coverage loss sum_t sum_i min(attention, coverage) "
                                     "(See et al., 2017, eq. 12), per target token like the loss; 0 = off")
     clip_norm: float = opt(1.0, "clip the global gradient norm to this (0 = off)")
+    max_bad_updates: int = opt(10, "an update whose loss or gradient norm is NaN or infinite is skipped (the "
+                                   "gradients dropped, the step still counted), logged and counted; stop with "
+                                   "an error after this many in a row (0 = never stop)")
     batch_tokens: int = opt(3500, "target tokens per batch (non-pad, incl. EOS)")
-    update_freq: int = opt(1, "accumulate the gradients of this many batches per update")
+    update_freq: int = opt(1, "accumulate the gradients of this many batches per update (per process under "
+                              "torchrun: an update takes update_freq x world size batches)")
     schedule: Literal["constant", "inverse_sqrt", "noam", "plateau"] = opt(
         "constant", "LR schedule (noam: lr is the factor of Vaswani et al.'s eq. 3)")
     warmup_steps: int = opt(0, "linear warmup steps (inverse_sqrt and noam need > 0)")
@@ -180,6 +184,9 @@ class TrainConfig:
     patience: int = opt(0, "early stopping: validations without improvement (0 = off)")
     average_last: int = opt(0, "keep the weights of the last K validations (checkpoints/step-N.pt) and "
                                "average them into checkpoints/averaged.pt when training stops (0 = off)")
+    keep_last: int = opt(1, "keep the training states of this many saves of last.pt before the newest as "
+                            "checkpoints/last-N.pt (N the update; the newest last-N.pt is last.pt itself, "
+                            "a hard link), for --resume to fall back on when last.pt is unreadable (0 = off)")
     log_every: int = opt(50, "write a metrics.jsonl line every N updates")
     threads: int = opt(0, "torch intra-op threads (0 = torch's default)")
     device: Literal["auto", "cpu", "cuda"] = opt("auto", "training device")
@@ -187,6 +194,11 @@ class TrainConfig:
     progress: bool = opt(True, "show a progress bar")
     sampling: SamplingConfig = opt(SamplingConfig(), "scheduled sampling: feed the model's own "
                                                      "predictions in place of gold tokens")
+
+    def __post_init__(self) -> None:
+        for name in ("max_bad_updates", "keep_last", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -225,6 +237,14 @@ class _Origins:
                 return f"{self.source}: line {self.lines[key]}"
             key = key.rsplit("[", 1)[0] if key.endswith("]") else key.rpartition(".")[0]
         return self.source
+
+    def first(self, *dotted: str) -> str:
+        """The origin of the first of ``dotted`` that the recipe or a ``--set`` spells out (a
+        two-key error points at the key the user wrote), else of the first one."""
+        for key in dotted:
+            if key in self.overrides or key in self.lines:
+                return self.of(key)
+        return self.of(dotted[0])
 
 
 def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
@@ -368,10 +388,62 @@ def recipe_from_dict(raw: dict, source: str = "<recipe>", overrides: list[str] =
     if recipe.data.truncate_src and recipe.data.max_src_len < 1:
         raise ConfigError(f"{origins.of('data.max_src_len')}: data.max_src_len = {recipe.data.max_src_len} "
                           "with data.truncate_src; expected a positive number of source tokens to keep")
+    _check_model_pairs(recipe, origins)
+    _check_train_pairs(recipe, origins)
     if recipe.data.truncate_src and recipe.decode.max_src_len == 0:
         decode = dataclasses.replace(recipe.decode, max_src_len=recipe.data.max_src_len)
         recipe = dataclasses.replace(recipe, decode=decode)
     return recipe
+
+
+# schedules whose rate divides by train.warmup_steps (s2s.training.schedules)
+WARMUP_SCHEDULES = ("inverse_sqrt", "noam")
+
+
+def _encoder_output_size(encoder: Any) -> int | None:
+    """The width of the encoder's memory: ``hidden`` per direction (``bidirectional`` doubles
+    it); None for a part without ``hidden``."""
+    hidden = getattr(encoder, "hidden", None)
+    return None if hidden is None else hidden * (2 if getattr(encoder, "bidirectional", False) else 1)
+
+
+def _check_model_pairs(recipe: Recipe, origins: _Origins) -> None:
+    """Model settings that pass one by one but not together: refused here, before the run folder
+    gets a file, rather than by the model builder after the vocabularies were trained."""
+    model = recipe.model
+    dec, att, emb = model.decoder, model.attention, model.embeddings
+    entry = registry.lookup("decoder", dec.type)
+    allowed = getattr(entry.cls, "attention_types", None) if entry else None
+    if allowed is not None and att.type not in allowed:
+        raise ConfigError(f"{origins.first('model.attention.type', 'model.decoder.type')}: model.decoder.type = "
+                          f"{dec.type!r} attends with model.attention.type in {list(allowed)}, got {att.type!r}")
+    hidden, memory = getattr(dec, "hidden", None), _encoder_output_size(model.encoder)
+    if emb.tie_output and hidden is not None and hidden != emb.dim:
+        where = origins.first("model.embeddings.tie_output", "model.embeddings.dim", "model.decoder.hidden")
+        raise ConfigError(f"{where}: model.embeddings.tie_output needs model.decoder.hidden ({hidden}) == "
+                          f"model.embeddings.dim ({emb.dim}); set tie_output: false or make the sizes equal")
+    if emb.share_src_tgt and not recipe.vocab.joint:
+        raise ConfigError(f"{origins.first('model.embeddings.share_src_tgt', 'vocab.joint')}: "
+                          "model.embeddings.share_src_tgt needs one joint vocabulary, but vocab.joint is false")
+    if att.type == "luong-dot" and None not in (hidden, memory) and hidden != memory:
+        raise ConfigError(f"{origins.first('model.attention.type', 'model.decoder.hidden')}: model.attention.type = "
+                          f"'luong-dot' needs model.decoder.hidden ({hidden}) == the encoder output size "
+                          f"({memory}, from model.encoder.hidden); use luong-general or luong-concat")
+    heads = getattr(att, "heads", None)
+    size = getattr(att, "hidden", 0) or memory
+    if heads and size and size % heads:
+        raise ConfigError(f"{origins.first('model.attention.heads', 'model.encoder.hidden')}: model.attention.heads "
+                          f"= {heads} must divide the attention size {size} (model.attention.hidden, or when 0 "
+                          "the encoder output size from model.encoder.hidden)")
+
+
+def _check_train_pairs(recipe: Recipe, origins: _Origins) -> None:
+    """Training settings that pass one by one but not together (see :func:`_check_model_pairs`)."""
+    train = recipe.train
+    if train.schedule in WARMUP_SCHEDULES and train.warmup_steps <= 0:
+        raise ConfigError(f"{origins.first('train.schedule', 'train.warmup_steps')}: train.schedule = "
+                          f"{train.schedule!r} needs train.warmup_steps > 0 (got {train.warmup_steps}): "
+                          "its rate divides by the warmup")
 
 
 def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:

@@ -19,3 +19,7 @@ class BundleError(S2SError):
 
 class RunError(S2SError):
     """A training run directory or one of its checkpoints is missing, unreadable or inconsistent."""
+
+
+class TrainingError(S2SError):
+    """Training cannot go on: a batch that does not fit in memory, or too many non-finite updates in a row."""

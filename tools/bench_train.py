@@ -43,6 +43,13 @@ transformer (``--recipe`` benchmarks any recipe instead of an ``--arch``):
 
 Source tokens/s (non-pad source tokens incl. EOS) are reported beside target tokens/s: for
 summarization the source is most of the work.
+
+``--ddp N`` compares data parallelism with threads on the same cores: N processes of 1 thread
+under torchrun (PyTorch's DDP over gloo on CPU, NCCL on GPUs) against 1 process of N threads. Both
+make updates of N batches (one per rank; update_freq N in the one process), so the work per update
+is the same; target tokens/s of each, their ratio and each one's peak RSS (rank 0's) are reported:
+
+    python tools/bench_train.py --arch rnn --updates 20 --ddp 2 --json bench-results/train-rnn-ddp2.json
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -67,7 +75,9 @@ import s2s.models  # noqa: E402,F401
 from s2s.config import load_recipe  # noqa: E402
 from s2s.errors import S2SError  # noqa: E402
 from s2s.cpu.allocator import keep_freed_memory  # noqa: E402
+from s2s.training import distributed  # noqa: E402
 from s2s.training.device import pick_device  # noqa: E402
+from s2s.training.distributed import World  # noqa: E402
 from s2s.training.loop import build_trainer, seed_everything  # noqa: E402
 from s2s.training.prepare import prepare_data  # noqa: E402
 from s2s.training.sampling import check_sampling  # noqa: E402
@@ -98,6 +108,82 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+# ---------------------------------------------------------------------------- --ddp N
+def time_updates(trainer, data, world: World, per_update: int, warmup: int, updates: int) -> dict:
+    """Target tokens/s of ``updates`` updates of ``per_update`` batches (after ``warmup``), each
+    rank training its share as the loop does. An update's time is rank 0's: its all-reduce waits
+    for the slowest rank. Collating stays outside the timer, as in the single-process figures."""
+    batches = [b for epoch in range(100) for b in data.train.epoch(epoch)][: (warmup + updates) * per_update]
+    times, tokens = [], []
+    for k in range(warmup + updates):
+        update = batches[k * per_update:(k + 1) * per_update]
+        own = world.shard(update)
+        group = [data.train.collate(b) for b in own or update[:1]]
+        total = sum(data.train.count_tokens(b) for b in update)
+        start = time.perf_counter()
+        trainer.train_step(group, total, idle=not own)
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        if k >= warmup:
+            times.append(time.perf_counter() - start)
+            tokens.append(total)
+    return {"target_tokens_per_s": sum(tokens) / sum(times), "median_update_s": statistics.median(times),
+            "updates": len(times), "peak_rss_mb": peak_rss_mb()}
+
+
+def time_world(recipe, data, device: torch.device, world: World, args) -> dict:
+    with tempfile.TemporaryDirectory() as run_dir:
+        seed_everything(recipe.seed)
+        trainer = build_trainer(recipe, Path(run_dir), data, device, world)
+        try:
+            return time_updates(trainer, data, world, args.ddp, args.warmup, args.updates)
+        finally:
+            trainer.reporter.close()
+
+
+def ddp_main(args, recipe, data) -> int:
+    """``--ddp N``: 1 process of N threads here, then this tool again under torchrun as N ranks of
+    1 thread (they find ``WORLD_SIZE`` set, time their updates, and rank 0 writes ``--json``)."""
+    if "WORLD_SIZE" in os.environ:
+        world, device = distributed.start(args.device)
+        torch.set_num_threads(1)
+        try:
+            result = time_world(recipe, data, device, world, args)
+            if world.main:
+                Path(args.json).write_text(json.dumps(result))
+        finally:
+            distributed.stop(world)
+        return 0
+    torch.set_num_threads(args.ddp)
+    single = time_world(recipe, data, pick_device(args.device), World(), args)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "ddp.json"
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(args.ddp),
+                   __file__, *sys.argv[1:], "--json", str(out)]
+        done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if done.returncode:
+            print(f"bench_train: the {args.ddp}-process run failed (exit {done.returncode})", file=sys.stderr)
+            return done.returncode
+        ddp = json.loads(out.read_text())
+    result = {"arch": args.recipe or args.arch, "device": args.device, "batches_per_update": args.ddp,
+              "single": {"processes": 1, "threads": args.ddp, **single},
+              "ddp": {"processes": args.ddp, "threads": 1, **ddp},
+              "ddp_to_single": ddp["target_tokens_per_s"] / single["target_tokens_per_s"],
+              "torch": torch.__version__, "cpu_count": os.cpu_count()}
+    print(f"{'setup':<24} {'tgt tok/s':>9} {'update s':>9} {'peak RSS MB':>11}")
+    for name in ("single", "ddp"):
+        row = result[name]
+        setup = f"{row['processes']} process{'es' if row['processes'] > 1 else ''} x {row['threads']} thread" + \
+                ("s" if row["threads"] > 1 else "")
+        print(f"{setup:<24} {row['target_tokens_per_s']:>9.0f} {row['median_update_s']:>9.3f} "
+              f"{row['peak_rss_mb']:>11.0f}")
+    print(f"ddp / single: {result['ddp_to_single']:.3f} ({args.ddp} batches an update, {args.updates} updates timed)")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=sorted(ARCHS), default="rnn")
@@ -112,7 +198,11 @@ def main() -> int:
     parser.add_argument("--json", help="write the result here")
     parser.add_argument("--variant", dest="variants", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                         help="also time these train.sampling settings, interleaved with the base in each round")
+    parser.add_argument("--ddp", type=int, default=0, metavar="N",
+                        help="compare N processes x 1 thread (torchrun, DDP) with 1 process x N threads")
     args = parser.parse_args()
+    if args.ddp and (args.variants or args.rounds > 1):
+        parser.error("--ddp times one recipe once: leave out --variant and --rounds")
 
     torch.set_num_threads(args.threads)
     if args.device == "cpu":
@@ -136,7 +226,9 @@ def main() -> int:
         return 2
     cache = Path(args.cache) / (Path(args.recipe).stem if args.recipe else args.arch)
     cache.mkdir(parents=True, exist_ok=True)
-    data = prepare_data(recipe, cache)
+    data = prepare_data(recipe, cache)  # under --ddp the ranks read the vocabulary cached by the first process
+    if args.ddp:
+        return ddp_main(args, recipe, data)
     device = pick_device(args.device)
     with tempfile.TemporaryDirectory() as run_dir:
         trainers = {}

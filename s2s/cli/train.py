@@ -20,6 +20,7 @@ def run(args) -> int:
     import s2s.models  # noqa: F401  (registers the parts the recipe names)
     from s2s.config import load_recipe
     from s2s.errors import ConfigError
+    from s2s.training.distributed import world_from_env
     from s2s.training.loop import train
 
     if args.resume:
@@ -36,6 +37,8 @@ def run(args) -> int:
     else:
         raise ConfigError("give a RECIPE to train or --resume RUN")
     position = train(recipe, run_dir, resume=bool(args.resume))
+    if not world_from_env().main:  # under torchrun, rank 0 alone reports
+        return 0
     best = "" if position.best is None else f", best {recipe.train.best_metric} {abs(position.best):.2f}"
     print(f"{run_dir}: stopped ({position.stopped}) at step {position.step}, epoch {position.epoch}, "
           f"{position.elapsed / 60:.1f} min{best}")

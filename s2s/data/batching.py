@@ -91,6 +91,10 @@ class TokenBatcher:
         batches.append(order[start:])
         return [batches[k] for k in rng.permutation(len(batches))]
 
+    def count_tokens(self, positions: np.ndarray) -> int:
+        """The ``num_tokens`` of the batch at ``positions``, without collating it."""
+        return int(self.tgt_len[positions].sum())
+
     def collate(self, positions: np.ndarray) -> Batch:
         tgt = [self.tgt[i] for i in positions]
         return Batch(
@@ -98,7 +102,7 @@ class TokenBatcher:
             src_lengths=self.src_len[positions].astype(np.int64),
             tgt_in=pad([np.concatenate(([BOS], t)) for t in tgt]),
             tgt_out=pad([np.concatenate((t, [EOS])) for t in tgt]),
-            num_tokens=int(self.tgt_len[positions].sum()),
+            num_tokens=self.count_tokens(positions),
             index=self.index[positions],
         )
 

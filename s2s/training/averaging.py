@@ -8,7 +8,6 @@ better than any single one of them. Only floating-point tensors are averaged; in
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import torch
@@ -16,13 +15,10 @@ import torch
 from s2s.errors import RunError
 from s2s.training import checkpoint
 
-STEP_NAME = re.compile(r"^step-(\d+)\.pt$")
-
 
 def step_checkpoints(folder: str | Path) -> list[Path]:
     """The ``step-N.pt`` files of a run's ``checkpoints/`` folder, oldest first."""
-    found = [(int(m.group(1)), p) for p in Path(folder).glob("step-*.pt") if (m := STEP_NAME.match(p.name))]
-    return [p for _, p in sorted(found)]
+    return checkpoint.numbered(folder, "step")
 
 
 def average_weights(paths: list[str | Path]) -> dict[str, torch.Tensor]:
@@ -59,12 +55,7 @@ def write_average(paths: list[str | Path], out: str | Path) -> Path:
 
 
 def _model_weights(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise RunError(f"{path}: no such checkpoint")
-    try:
-        state = checkpoint.load(path)
-    except Exception as err:  # a truncated or foreign file: name it
-        raise RunError(f"{path}: not a readable s2s checkpoint ({err})") from None
+    state = checkpoint.load(path)  # a missing, truncated or foreign file: a RunError naming it
     if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
         raise RunError(f"{path}: not an s2s checkpoint (expected a dict with a 'model' entry)")
     return state["model"]

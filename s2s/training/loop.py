@@ -11,7 +11,8 @@ every file the run writes) and :class:`TrainSettings`; it does no file I/O of it
 :func:`build_trainer` and :func:`train` wire them from a recipe.
 
 The hot path avoids host synchronisation: losses accumulate as device tensors and are read
-back only when a metrics line is written.
+back only when a metrics line is written; one flag per update (is its loss and gradient norm
+finite?) is the only value read back at every update.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from s2s.cpu.allocator import keep_freed_memory
 from s2s.data.batching import Batch, TokenBatcher
 from s2s.models.build import build_model, count_parameters
 from s2s.models.contract import Seq2Seq
-from s2s.training import checkpoint
-from s2s.training.device import amp_on, autocast, pick_device, to_device
-from s2s.training.prepare import PreparedData, prepare_data
+from s2s.training import checkpoint, distributed, faults
+from s2s.training.device import amp_on, to_device
+from s2s.training.distributed import QuietReporter, TrainingLoss, World, seed_micro_batch
+from s2s.training.prepare import PreparedData
 from s2s.training.report import RunReporter
 from s2s.training.sampling import check_sampling, gold_probability, token_mixing
 from s2s.training.schedules import LRSchedule
@@ -52,6 +54,8 @@ class Position:
     best: float | None = None  # the best metric, negated when lower is better (BestMetric.signed)
     bad_validations: int = 0
     stopped: str = ""
+    bad_updates: int = 0  # updates skipped in a row for a non-finite loss or gradient norm (faults.py)
+    skipped_updates: int = 0  # all updates skipped so far
 
 
 @dataclass(frozen=True)
@@ -73,13 +77,14 @@ class TrainSettings:
     amp: Literal["none", "bf16", "fp16"] = "none"  # as used on the device: "none" off GPUs
     sampling: SamplingConfig = SamplingConfig()
     coverage_loss: float = 0.0
+    max_bad_updates: int = 10
 
     @classmethod
     def from_config(cls, config: TrainConfig, device: torch.device) -> TrainSettings:
         return cls(config.update_freq, config.clip_norm, config.label_smoothing, config.log_every,
                    config.valid_every, config.max_steps, config.max_epochs, config.max_minutes, config.patience,
                    config.average_last, config.best_metric, config.progress, amp_on(config.amp, device),
-                   config.sampling, config.coverage_loss)
+                   config.sampling, config.coverage_loss, config.max_bad_updates)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -94,39 +99,60 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
 
 class Trainer:
     """Updates ``model`` on ``batches`` until a limit of ``settings``; every ``valid_every``
-    updates scores it with ``validator`` and hands records and checkpoint states to ``reporter``."""
+    updates scores it with ``validator`` and hands records and checkpoint states to ``reporter``.
+
+    Under torchrun, ``world`` places this process among the others (:mod:`s2s.training.distributed`):
+    ``model`` stays unwrapped (checkpoints, validation) and its loss runs inside DDP."""
 
     def __init__(self, model: Seq2Seq, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
                  batches: TokenBatcher, validator: Validator, reporter: RunReporter, settings: TrainSettings,
-                 device: torch.device):
+                 device: torch.device, world: World = World()):
         self.model, self.optimizer, self.schedule, self.batches = model, optimizer, schedule, batches
         self.validator, self.reporter, self.settings, self.device = validator, reporter, settings, device
+        self.world = world
+        loss = TrainingLoss(model, settings.label_smoothing, settings.coverage_loss > 0, settings.amp)
+        self.training_loss = world.wrap(loss, device)
         self.best_metric = resolve_best_metric(settings.best_metric, validator.higher_is_better)
         self.position = Position()
         self.scaler = torch.amp.GradScaler("cuda", enabled=settings.amp == "fp16")
 
     # ------------------------------------------------------------------ one update
-    def train_step(self, batches: list[Batch]) -> torch.Tensor:
+    @faults.split_on_out_of_memory
+    def train_step(self, batches: list[Batch], total: int = 0, idle: bool = False) -> torch.Tensor:
         """One update on the gradients of ``batches`` (``update_freq`` of them), normalised by
-        their total target tokens; returns the summed smoothed loss (device tensor, no sync),
-        without the coverage loss that the update also follows when ``coverage_loss`` > 0."""
+        their total target tokens; returns the summed smoothed loss (device tensor), without the
+        coverage loss that the update also follows when ``coverage_loss`` > 0. An update whose loss
+        or gradient norm is not finite is skipped (:mod:`s2s.training.faults`) and returns 0.
+
+        Under data parallelism ``batches`` are this rank's share of the update and ``total`` the
+        target tokens of every rank's share. An ``idle`` rank (no share: the epoch's last update
+        has fewer batches than ranks) runs a borrowed batch with weight 0, since DDP's all-reduce
+        needs every rank."""
         s = self.settings
-        self.model.train()
-        total = sum(b.num_tokens for b in batches)
+        self.training_loss.train()
+        total = total or sum(b.num_tokens for b in batches)
+        weight = 0 if idle else self.world.size  # DDP averages the ranks' gradients: undo it
         loss = torch.zeros((), device=self.device)
         mixing = token_mixing(s.sampling, self.position.step)  # None: teacher forcing
-        for batch in batches:
+        for i, batch in enumerate(batches):
             t = to_device(batch, self.device)
-            with autocast(self.device, s.amp):
-                forced = self.model.teacher_forced(t["src"], t["src_lengths"], t["tgt_in"], mixing)
-            loss_sum, coverage_sum = self.model.loss(forced, t["tgt_out"], s.label_smoothing, s.coverage_loss > 0)
-            objective = loss_sum if coverage_sum is None else loss_sum + s.coverage_loss * coverage_sum
-            self.scaler.scale(objective / total).backward()
-            loss += loss_sum.detach()
-        if s.clip_norm > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), s.clip_norm, foreach=True)
-        self.scaler.step(self.optimizer)
+            seed_micro_batch(self.batches.seed, self.position.epoch, batch)
+            with (faults.naming_the_batch(batch, self.position.step + 1, self.device),
+                  self.world.accumulate(self.training_loss, last=i == len(batches) - 1)):
+                loss_sum, coverage_sum = self.training_loss(t["src"], t["src_lengths"], t["tgt_in"], t["tgt_out"],
+                                                            mixing)
+                objective = loss_sum if coverage_sum is None else loss_sum + s.coverage_loss * coverage_sum
+                self.scaler.scale(objective * weight / total).backward()
+            if not idle:
+                loss += loss_sum.detach()
+        self.scaler.unscale_(self.optimizer)  # a no-op unless fp16: the norm is the true gradients'
+        norm = faults.gradient_norm(self.model.parameters(), s.clip_norm)
+        if faults.update_is_finite(loss, norm, check_norm=s.amp != "fp16", reduce=self.world.sum):
+            self.scaler.step(self.optimizer)
+            self.position.bad_updates = 0
+        else:  # drop the gradients, count the update all the same: one clock for schedule and resume
+            faults.skip_update(self.position, loss, norm, s.max_bad_updates, self.reporter.log)
+            loss.zero_()
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.position.step += 1
@@ -137,7 +163,8 @@ class Trainer:
     def validate(self) -> dict:
         """Score the model, track the best metric, checkpoint; returns the metrics.jsonl record."""
         p = self.position
-        metrics = self.validator(self.model)
+        # rank 0 scores, the others wait for its metrics: every rank then decides alike
+        metrics = self.world.from_main(self.validator(self.model) if self.world.main else None)
         value = self.best_metric.signed(metrics)
         improved = p.best is None or value > p.best
         if improved:
@@ -175,7 +202,13 @@ class Trainer:
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(), "scaler": self.scaler.state_dict(),
             "position": dataclasses.asdict(self.position), "rng": checkpoint.rng_state(),
+            "world": {"size": self.world.size, "batches_per_update": self.batches_per_update},
         }
+
+    @property
+    def batches_per_update(self) -> int:
+        """Batches of one update over all processes: ``update_freq`` x world size."""
+        return self.settings.update_freq * self.world.size
 
     def restore(self, state: dict) -> None:
         """Continue from :meth:`state` (a loaded ``last.pt``), RNGs included."""
@@ -187,6 +220,11 @@ class Trainer:
         self.position.stopped = ""
         self.schedule.set_lr(self.position.step + 1)
         checkpoint.set_rng_state(state["rng"])
+        before = state.get("world", {}).get("batches_per_update", self.batches_per_update)
+        if before != self.batches_per_update:
+            self.reporter.log(f"warning: the checkpoint made updates of {before} batches, this run makes "
+                              f"{self.batches_per_update} (train.update_freq x world size {self.world.size}); "
+                              f"set train.update_freq to keep the global batch")
 
     # ------------------------------------------------------------------ the loop
     def _should_stop(self) -> str:
@@ -210,15 +248,20 @@ class Trainer:
         while not (stop := self._should_stop()):
             batches = self.batches.epoch(p.epoch)
             while p.batch < len(batches) and not (stop := self._should_stop()):
-                group = [self.batches.collate(b) for b in batches[p.batch:p.batch + s.update_freq]]
-                window_loss += self.train_step(group)
-                window_tokens += sum(b.num_tokens for b in group)
-                p.batch += len(group)
+                update = batches[p.batch:p.batch + self.batches_per_update]  # every rank's batches
+                total = sum(self.batches.count_tokens(b) for b in update)
+                own = self.world.shard(update)
+                group = [self.batches.collate(b) for b in own or update[:1]]
+                window_loss += self.train_step(group, total, idle=not own)
+                window_tokens += total
+                p.batch += len(update)
                 now = time.monotonic()
-                p.elapsed = base + now - started  # wall time, validation included
+                # wall time, validation included; rank 0's, so that max_minutes stops every rank alike
+                p.elapsed = self.world.from_main(base + now - started)
                 self.reporter.advance()
                 if p.step % s.log_every == 0:
-                    record = self._window_record(float(window_loss), window_tokens, now - window_start)
+                    loss_sum = float(self.world.sum(window_loss))
+                    record = self._window_record(loss_sum, window_tokens, now - window_start)
                     self.reporter.train_window(record, self._postfix(record))
                     window_loss.zero_()
                     window_tokens, window_start = 0, now
@@ -257,16 +300,20 @@ class Trainer:
 
 
 # --------------------------------------------------------------------------- wiring a recipe
-def build_trainer(recipe: Recipe, run_dir: Path, data: PreparedData, device: torch.device) -> Trainer:
-    """The parts of ``recipe`` built and handed to a :class:`Trainer` that reports into ``run_dir``."""
+def build_trainer(recipe: Recipe, run_dir: Path, data: PreparedData, device: torch.device,
+                  world: World = World()) -> Trainer:
+    """The parts of ``recipe`` built and handed to a :class:`Trainer` that reports into ``run_dir``
+    (rank 0 only: the other ranks of ``world`` report nowhere)."""
     vocabs = data.vocabs
     model = build_model(recipe.model, len(vocabs.src), len(vocabs.tgt), vocabs.source_to_target()).to(device)
     optimizer = make_optimizer(model, recipe.train)
     schedule = LRSchedule(optimizer, recipe.train, model_dim=recipe.model.decoder.hidden)
-    reporter = RunReporter(run_dir, recipe.train.progress)
+    reporter = RunReporter(run_dir, recipe.train.progress, recipe.train.keep_last) if world.main else QuietReporter()
     reporter.log(f"model: {count_parameters(model)} parameters on {device}")
+    if world.distributed:
+        reporter.log(distributed.describe(world, recipe.train.update_freq, recipe.train.batch_tokens))
     return Trainer(model, optimizer, schedule, data.train, build_validator(recipe, data, device), reporter,
-                   TrainSettings.from_config(recipe.train, device), device)
+                   TrainSettings.from_config(recipe.train, device), device, world)
 
 
 def setup_logging(run_dir: Path) -> None:
@@ -284,24 +331,34 @@ def seed_everything(seed: int) -> None:
 
 
 def train(recipe: Recipe, run_dir: str | Path, resume: bool = False) -> Position:
-    """Train ``recipe`` into ``run_dir``; with ``resume``, continue from ``last.pt`` exactly."""
+    """Train ``recipe`` into ``run_dir``; with ``resume``, continue from ``last.pt`` exactly.
+    Under torchrun every process calls this; rank 0 alone writes ``run_dir``."""
     check_sampling(recipe)
     check_best_metric(recipe.train)  # both before the run directory gets any file
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    setup_logging(run_dir)
-    save_recipe(recipe, run_dir / "config.yaml")
+    world, device = distributed.start(recipe.train.device)
+    try:
+        if world.main:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            setup_logging(run_dir)
+            save_recipe(recipe, run_dir / "config.yaml")
+        return _train(recipe, run_dir, resume, world, device)
+    finally:
+        distributed.stop(world)
+
+
+def _train(recipe: Recipe, run_dir: Path, resume: bool, world: World, device: torch.device) -> Position:
     if recipe.train.threads:
         torch.set_num_threads(recipe.train.threads)
     seed_everything(recipe.seed)
-    device = pick_device(recipe.train.device)
     if device.type == "cpu":
         keep_freed_memory()
-    trainer = build_trainer(recipe, run_dir, prepare_data(recipe, run_dir), device)
+    trainer = build_trainer(recipe, run_dir, distributed.prepare_shared(recipe, run_dir, world), device, world)
     try:
         if resume:
-            last = run_dir / "checkpoints" / "last.pt"
-            trainer.restore(checkpoint.load(last))
+            # last.pt, or the newest last-N.pt that reads when it does not
+            state, last = checkpoint.load_resume_state(run_dir / "checkpoints", trainer.reporter.log)
+            trainer.restore(state)
             p = trainer.position
             trainer.reporter.log(f"resumed from {last} at step {p.step} (epoch {p.epoch}, batch {p.batch})")
         return trainer.run()

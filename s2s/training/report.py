@@ -4,7 +4,9 @@ The loop hands its records and checkpoint states to a :class:`RunReporter` and w
 itself, so that under data parallelism rank 0 alone holds a reporter. Under ``run_dir``:
 
 * ``metrics.jsonl``: one JSON record a line (training windows, validations, the averaged weights);
-* ``checkpoints/{last,best}.pt``: everything an exact resume needs;
+* ``checkpoints/{last,best}.pt``: everything an exact resume needs, and with ``keep_last`` K the
+  states of the last K + 1 saves of ``last`` as ``last-N.pt`` (N the update; the newest is a hard
+  link of ``last.pt``), for ``--resume`` to fall back on when ``last.pt`` is unreadable;
 * ``checkpoints/step-N.pt``: the weights of the last ``keep`` validations, and their average
   ``checkpoints/averaged.pt``;
 * log lines, to the ``s2s`` logger (``train.log``) and beside the progress bar.
@@ -32,8 +34,8 @@ def describe(record: dict) -> str:
 
 
 class RunReporter:
-    def __init__(self, run_dir: str | Path, progress: bool = True):
-        self.run_dir, self.progress = Path(run_dir), progress
+    def __init__(self, run_dir: str | Path, progress: bool = True, keep_last: int = 0):
+        self.run_dir, self.progress, self.keep_last = Path(run_dir), progress, keep_last
         self.checkpoints = self.run_dir / "checkpoints"
         self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
         self.bar: tqdm | None = None
@@ -84,13 +86,31 @@ class RunReporter:
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, name: str, state: dict) -> None:
-        """``checkpoints/{name}.pt``, written atomically."""
-        checkpoint.save_atomic(state, self.checkpoints / f"{name}.pt")
+        """``checkpoints/{name}.pt``, written atomically. With ``keep_last``, ``last`` is written as
+        ``last-N.pt`` first and ``last.pt`` becomes a second name of it: a write that fails (a
+        full disk) leaves ``last.pt`` and the older ``last-N.pt`` as they were."""
+        path = self.checkpoints / f"{name}.pt"
+        if name != "last" or not self.keep_last:
+            checkpoint.save_atomic(state, path)
+            return
+        step = state["position"]["step"]
+        kept = self.checkpoints / f"last-{step}.pt"
+        checkpoint.save_atomic(state, kept)
+        if not checkpoint.link_atomic(kept, path):  # no hard links here: a second copy
+            checkpoint.save_atomic(state, path)
+        for old in checkpoint.numbered(self.checkpoints, "last"):
+            if _number(old) > step:  # left by a run that resumed from an older state: a timeline given up
+                old.unlink()
+        self._rotate("last", self.keep_last + 1)
 
     def keep_step_weights(self, step: int, weights: dict[str, torch.Tensor], keep: int) -> None:
         """Weights only (no optimizer): ``step-N.pt`` for the last ``keep`` validations."""
         checkpoint.save_atomic({"model": weights}, self.checkpoints / f"step-{step}.pt")
-        for old in step_checkpoints(self.checkpoints)[:-keep]:
+        self._rotate("step", keep)
+
+    def _rotate(self, prefix: str, keep: int) -> None:
+        """Delete all but the newest ``keep`` of the ``{prefix}-N.pt`` files."""
+        for old in checkpoint.numbered(self.checkpoints, prefix)[:-keep]:
             old.unlink()
 
     def average_steps(self, keep: int) -> dict | None:
@@ -103,3 +123,8 @@ class RunReporter:
 
     def close(self) -> None:
         self.metrics.close()
+
+
+def _number(path: Path) -> int:
+    """N of ``prefix-N.pt``."""
+    return int(path.stem.rsplit("-", 1)[1])

@@ -82,7 +82,7 @@ def test_averaged_checkpoint_decodes_through_the_cli_and_unknown_names_are_liste
     averaged = torch.load(run / "checkpoints" / "averaged.pt", weights_only=True)["model"]
     assert all(torch.equal(model.state_dict()[n], averaged[n]) for n in averaged)
     with pytest.raises(RunError, match=r"step-3\.pt: no such checkpoint; the run has \['averaged', 'best', "
-                                          r"'last', 'step-2', 'step-4'\]"):
+                                          r"'last', 'last-2', 'last-4', 'step-2', 'step-4'\]"):  # keep_last 1
         load_run(run, "step-3")
 
 

@@ -50,13 +50,20 @@ def test_the_registry_offers_the_combinations_the_recipes_promise():
 
 @pytest.mark.parametrize("encoder,attention,decoder", INVALID, ids=["-".join(c) for c in INVALID])
 def test_invalid_combinations_name_the_allowed_attention(encoder, attention, decoder):
+    """The recipe loader refuses the pair before any work; the model builder, handed such a
+    config anyway, refuses it with the same words."""
+    import dataclasses
+
     from s2s.config import recipe_from_dict
     from s2s.models.build import build_model
 
-    recipe = recipe_from_dict({"model": _model_section(encoder, attention, decoder)})
-    with pytest.raises(ConfigError, match=rf"model.decoder.type = '{decoder}' attends with model.attention.type "
-                                          rf"in \['multihead'\], got '{attention}'"):
-        build_model(recipe.model, 40, 40)
+    named = rf"model.decoder.type = '{decoder}' attends with model.attention.type in \['multihead'\], got '{attention}'"
+    with pytest.raises(ConfigError, match=named):
+        recipe_from_dict({"model": _model_section(encoder, attention, decoder)})
+    model = recipe_from_dict({"model": _model_section(encoder, "multihead", decoder)}).model
+    unchecked = dataclasses.replace(model, attention=registry.lookup("attention", attention).config(type=attention))
+    with pytest.raises(ConfigError, match=named):
+        build_model(unchecked, 40, 40)
 
 
 @pytest.mark.parametrize("encoder,attention,decoder", VALID, ids=["-".join(c) for c in VALID])

@@ -323,3 +323,50 @@ def test_shipped_recipe_loads(path):
 def test_no_two_shipped_recipes_train_into_the_same_run_folder():
     names = [load_recipe(path).name for path in RECIPES]
     assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+
+
+# --------------------------------------------------------------------------- settings that fail together
+PAIRS = [  # (recipe sections over the tiny recipe, the keys the error must name, what it says)
+    ({"model": {"decoder": {"type": "transformer", "hidden": 16, "layers": 1, "heads": 2, "ffn": 32}}},
+     ("model.decoder.type", "model.attention.type"), "in ['multihead'], got 'bahdanau'"),
+    ({"model": {"decoder": {"type": "lstm", "hidden": 24, "layers": 1}}},
+     ("model.embeddings.tie_output", "model.decoder.hidden", "model.embeddings.dim"),
+     "(24) == model.embeddings.dim (16)"),
+    ({"vocab": {"size": 300, "joint": False}, "model": {"embeddings": {"dim": 16, "share_src_tgt": True}}},
+     ("model.embeddings.share_src_tgt", "vocab.joint"), "but vocab.joint is false"),
+    ({"train": {"schedule": "inverse_sqrt"}}, ("train.schedule", "train.warmup_steps"), "> 0 (got 0)"),
+    ({"train": {"schedule": "noam", "warmup_steps": 0}}, ("train.schedule", "train.warmup_steps"), "> 0 (got 0)"),
+    ({"model": {"attention": {"type": "luong-dot"}, "encoder": {"type": "gru", "hidden": 8, "bidirectional": False}}},
+     ("model.attention.type", "model.decoder.hidden", "model.encoder.hidden"), "(16) == the encoder output size (8"),
+    ({"model": {"attention": {"type": "multihead", "heads": 3}}},
+     ("model.attention.heads", "model.encoder.hidden"), "must divide the attention size 16"),
+]
+
+
+@pytest.mark.parametrize("sections,keys,says", PAIRS, ids=[p[1][0] + "+" + p[1][1] for p in PAIRS])
+def test_settings_that_fail_together_stop_train_before_the_run_folder_gets_a_file(tmp_path, capsys, tiny_recipe_raw,
+                                                                                  sections, keys, says):
+    """Each check names both keys and the recipe's line in one line, from ``s2s train``, before
+    the run folder exists; the same recipe without the pair loads."""
+    from s2s.cli.main import main
+
+    load_recipe(write(tmp_path, yaml.safe_dump(tiny_recipe_raw()), "fine.yaml"))
+    path = write(tmp_path, yaml.safe_dump(tiny_recipe_raw(**sections)))
+    run = tmp_path / "run"
+    assert main(["train", str(path), "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith(f"s2s train: error: {path}: line ")
+    assert all(key in err for key in keys) and says in err, err
+    assert not run.exists()
+
+
+def test_a_pair_completed_by_set_names_the_set(tmp_path):
+    msg = load_error(write(tmp_path, "train:\n  warmup_steps: 0\n"), ["train.schedule=noam"])
+    assert msg.startswith("--set train.schedule=noam: train.schedule = 'noam' needs train.warmup_steps > 0")
+
+
+@pytest.mark.parametrize("key", ["keep_last", "max_bad_updates", "warmup_steps"])
+def test_negative_counts_in_train_are_refused_naming_the_section(tmp_path, key):
+    path = write(tmp_path, f"train:\n  {key}: -1\n")
+    msg = load_error(path)
+    assert msg.startswith(f"{path}: line 1: train: {key} must be >= 0, got -1")
