@@ -68,10 +68,11 @@ def percentile(values: list[float], q: float) -> float:
 # --------------------------------------------------------------------------- the runtime alone
 def time_runtime(bundle: str, lines: list[str], beam: int, threads: int, seconds: float,
                  limit: int) -> tuple[dict, dict]:
-    """Offline batch-32 throughput and single-sentence p50 latency of the runtime in this process."""
+    """Offline batch-32 throughput and single-sentence p50 latency of the runtime in this process, on
+    the bundle's default variant (the one `s2s serve` loads)."""
     from s2s.runtime import Translator
 
-    translator = Translator.load(bundle, "fp32", providers=None, threads=threads, tune_allocator=False)
+    translator = Translator.load(bundle, None, providers=None, threads=threads, tune_allocator=False)
     translator.translate(lines[:32], beam=beam, batch_size=32)  # warm-up
     done, tokens, start = 0, 0, time.perf_counter()
     while done < limit and time.perf_counter() - start < seconds:

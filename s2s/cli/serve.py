@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tune-allocator", action="store_true",
                    help="let the runtime tune glibc's allocator for the whole process (keep freed pages, huge pages)")
     p.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"],
-                   help="uvicorn's HTTP parser (default: httptools, installed with the serve extra; h11 is pure Python)")
+                   help="uvicorn's HTTP parser (default: httptools where installed, else h11, pure Python)")
     p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],
                    help="uvicorn's event loop (default: uvloop where installed, else asyncio)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])

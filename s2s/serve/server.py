@@ -31,8 +31,8 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8080, limits:
           log_level: str = "info", http: str = "auto", loop: str = "auto") -> int:
     """``s2s serve``: ``bundles`` are ``PATH`` or ``NAME=PATH``; returns 0 after a clean shutdown.
     ``http`` and ``loop`` pick uvicorn's HTTP parser and event loop; "auto" takes httptools and
-    uvloop when installed (the serve extra installs both), which cost less per request than h11
-    and asyncio's own loop."""
+    uvloop where installed. The serve extra installs neither: on the 2-core CPU at 32 clients,
+    tools/bench_serve.py measured no gain from them (the search, not HTTP, bounds throughput)."""
     limits = limits or Limits()
     specs = parse_model_specs(bundles)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
