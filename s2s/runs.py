@@ -65,18 +65,24 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
     return recipe, vocabs, model.to(device).eval()
 
 
-def best_metrics(run_dir: str | Path) -> dict:
-    """The validation line of ``metrics.jsonl`` with the best decoded metric (``valid_<metric>``
-    of ``train.valid_metric``: step, that metric, loss), or {}."""
+def checkpoint_metrics(run_dir: str | Path, checkpoint: str = "best") -> dict:
+    """The validation line of ``metrics.jsonl`` that scored ``checkpoint`` (step, the decoded
+    metric ``valid_<train.valid_metric>``, loss), or {}: for ``best`` the last line marked best,
+    for ``averaged`` the averaged weights' line, for ``last`` the last validation, for ``step-N``
+    the validation of step N. The averaged weights' line is never another checkpoint's."""
     run_dir = Path(run_dir)
     metric = "valid_bleu"
     if (run_dir / "config.yaml").is_file():
         metric = f"valid_{load_recipe(run_dir / 'config.yaml').train.valid_metric}"
-    best: dict = {}
     path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            if metric in row and row[metric] >= best.get(metric, float("-inf")):
-                best = {k: row[k] for k in ("step", metric, "valid_loss") if k in row}
-    return best
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    rows = [row for row in rows if "valid_loss" in row]
+    if checkpoint == "averaged":
+        rows = [row for row in rows if "averaged" in row]
+    else:
+        rows = [row for row in rows if "averaged" not in row]
+        if checkpoint == "best":
+            rows = [row for row in rows if row.get("best")]
+        elif checkpoint.startswith("step-"):
+            rows = [row for row in rows if f"step-{row.get('step')}" == checkpoint]
+    return {k: rows[-1][k] for k in ("step", metric, "valid_loss") if k in rows[-1]} if rows else {}

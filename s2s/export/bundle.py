@@ -21,7 +21,7 @@ from s2s.config import Recipe
 from s2s.data.vocab import vocab_paths
 from s2s.errors import BundleError
 from s2s.export.onnx import OPSET, add_search_head, export_graphs
-from s2s.runs import best_metrics, load_run
+from s2s.runs import checkpoint_metrics, load_run
 
 
 def _commit() -> str | None:
@@ -127,6 +127,6 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "s2s_version": s2s.__version__, "commit": _commit(), "recipe": recipe.name, "run": str(run),
             "checkpoint": checkpoint, "torch": torch.__version__,
             "data": {"train": asdict(recipe.data.train), "hub": recipe.data.hub},
-            "metrics": best_metrics(run),
+            "metrics": checkpoint_metrics(run, checkpoint),
         },
     )

@@ -103,3 +103,22 @@ def test_tool_averages_a_run_and_explicit_files(tiny_recipe, tmp_path):
     (empty / "checkpoints").mkdir(parents=True)
     failed = subprocess.run([*tool, "--run", str(empty)], capture_output=True, text=True)
     assert failed.returncode == 2 and "no step-N.pt checkpoints" in failed.stderr
+
+
+def test_a_bundle_records_the_metrics_of_the_checkpoint_it_exported(tmp_path):
+    """The averaged weights' validation line (often the highest) is not best.pt's: provenance
+    must quote the line that scored the exported checkpoint."""
+    import json
+
+    from s2s.runs import checkpoint_metrics
+
+    rows = [{"step": 100, "train_loss": 3.0},
+            {"step": 200, "valid_loss": 2.0, "valid_bleu": 30.0, "best": True},
+            {"step": 300, "valid_loss": 1.9, "valid_bleu": 29.5, "best": False},
+            {"step": 300, "averaged": ["step-200.pt", "step-300.pt"], "valid_loss": 1.8, "valid_bleu": 31.0}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert checkpoint_metrics(tmp_path, "best") == {"step": 200, "valid_bleu": 30.0, "valid_loss": 2.0}
+    assert checkpoint_metrics(tmp_path, "averaged") == {"step": 300, "valid_bleu": 31.0, "valid_loss": 1.8}
+    assert checkpoint_metrics(tmp_path, "last") == {"step": 300, "valid_bleu": 29.5, "valid_loss": 1.9}
+    assert checkpoint_metrics(tmp_path, "step-200") == {"step": 200, "valid_bleu": 30.0, "valid_loss": 2.0}
+    assert checkpoint_metrics(tmp_path / "nowhere", "best") == {}
