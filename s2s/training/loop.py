@@ -175,11 +175,13 @@ class Trainer:
         record = {"step": p.step, "epoch": p.epoch, **metrics, "best": improved}
         self.reporter.validation(record)
         state = self.state()
-        self.reporter.save("last", state)
+        # last.pt goes last: a run killed before it resumes from the previous last.pt and runs this
+        # validation again, so best.pt and the step weights it writes are never lost
         if improved:
             self.reporter.save("best", state)
         if self.settings.average_last:
             self.reporter.keep_step_weights(p.step, self.model.state_dict(), self.settings.average_last)
+        self.reporter.save("last", state)
         return record
 
     def average(self) -> None:

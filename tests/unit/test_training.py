@@ -349,7 +349,7 @@ def test_trainer_writes_no_file_and_hands_everything_to_the_reporter(tiny_recipe
     names = [name for name, _ in reporter.calls]
     assert names.count("validation") == 3 and names.count("train_window") == 2 and names.count("advance") == 6
     saved = [arg for name, arg in reporter.calls if name == "save"]
-    assert saved == ["last", "best", "last", "best", "last", "last"]  # the final last.pt after the loop
+    assert saved == ["best", "last", "best", "last", "last", "last"]  # best.pt before last.pt; the final last.pt
     assert [arg for name, arg in reporter.calls if name == "keep_step_weights"] == [2, 4, 6]
     assert names[-1] == "average_steps"  # None from the stub: nothing to score
     assert [r["best"] for name, r in reporter.calls if name == "validation"] == [True, True, False]
