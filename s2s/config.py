@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import os
 import re
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -235,7 +236,8 @@ class _Origins:
                 return f"--set {self.overrides[key]}"
             if key in self.lines:
                 return f"{self.source}: line {self.lines[key]}"
-            key = key.rsplit("[", 1)[0] if key.endswith("]") else key.rpartition(".")[0]
+            # a user's key may itself end in "]" with no "[": only an index is cut at "["
+            key = key.rsplit("[", 1)[0] if key.endswith("]") and "[" in key else key.rpartition(".")[0]
         return self.source
 
     def first(self, *dotted: str) -> str:
@@ -247,13 +249,17 @@ class _Origins:
         return self.of(dotted[0])
 
 
-def _key_lines(node: yaml.Node | None, prefix: str = "") -> dict[str, int]:
+def _key_lines(node: yaml.Node | None, prefix: str = "", seen: set[int] | None = None) -> dict[str, int]:
+    """The line of each dotted key. A node reached again through an alias is not walked again:
+    nested aliases would otherwise cost time exponential in their depth, and a recursive one forever."""
     lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
+    seen = set() if seen is None else seen
+    if isinstance(node, yaml.MappingNode) and id(node) not in seen:
+        seen.add(id(node))
         for key, value in node.value:
             dotted = f"{prefix}.{key.value}" if prefix else str(key.value)
             lines[dotted] = key.start_mark.line + 1
-            lines.update(_key_lines(value, dotted))
+            lines.update(_key_lines(value, dotted, seen))
     return lines
 
 
@@ -272,9 +278,22 @@ def apply_override(raw: dict, assignment: str, origins: _Origins | None = None) 
         if not isinstance(child, dict):
             raise ConfigError(f"--set {assignment}: {'.'.join(keys[:depth + 1])} is not a section")
         node = child
-    node[keys[-1]] = yaml.safe_load(text) if text.strip() else ""
+    try:
+        node[keys[-1]] = yaml.safe_load(text) if text.strip() else ""
+    except (yaml.YAMLError, RecursionError) as err:  # PyYAML recurses once per nesting level
+        problem = getattr(err, "problem", None) or "nested too deeply"
+        raise ConfigError(f"--set {assignment}: invalid YAML value ({problem}); expected section.key=value") from None
     if origins is not None:
         origins.overrides[dotted] = assignment
+
+
+# values in errors: YAML aliases can nest a value exponentially large, so its repr is bounded
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxstring, _SHOW.maxother, _SHOW.maxlong = 3, 200, 200, 200
+
+
+def _show(value: Any) -> str:
+    return _SHOW.repr(value)
 
 
 def _closest(word: str, choices: list[str]) -> str:
@@ -301,8 +320,8 @@ def _convert(tp: Any, value: Any, dotted: str, origins: _Origins) -> Any:
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            raise ConfigError(f"{where}: {dotted} = {value!r} is not allowed; expected "
-                              f"{_type_name(tp)}{_closest(str(value), [str(c) for c in choices])}")
+            raise ConfigError(f"{where}: {dotted} = {_show(value)} is not allowed; expected "
+                              f"{_type_name(tp)}{_closest(_show(value), [str(c) for c in choices])}")
         return value
     if origin is tuple:
         args = typing.get_args(tp)
@@ -320,9 +339,12 @@ def _convert(tp: Any, value: Any, dotted: str, origins: _Origins) -> Any:
     if ok is None:
         raise TypeError(f"config annotation {tp!r} at {dotted} is not supported")
     if not ok:
-        raise ConfigError(f"{where}: {dotted} = {value!r} has the wrong type; expected {_type_name(tp)}")
+        raise ConfigError(f"{where}: {dotted} = {_show(value)} has the wrong type; expected {_type_name(tp)}")
     if tp is float:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # YAML integers are unbounded
+            raise ConfigError(f"{where}: {dotted} = {_show(value)} is too large for a float") from None
     if tp is str:
         return expand_env(str(value))
     return value
@@ -333,11 +355,11 @@ def _build_part(kind: str, default_type: str, raw: Any, dotted: str, origins: _O
     if not isinstance(raw, dict):
         raise ConfigError(f"{origins.of(dotted)}: {dotted} must be a section (mapping)")
     name = raw.get("type", default_type)
-    entry = registry.lookup(kind, name)
+    entry = registry.lookup(kind, name) if isinstance(name, str) else None  # a list or mapping is unhashable
     if entry is None:
         allowed = registry.names(kind)
-        raise ConfigError(f"{origins.of(dotted + '.type')}: {dotted}.type = {name!r} is not a "
-                          f"registered {kind}; expected one of {allowed}{_closest(str(name), allowed)}")
+        raise ConfigError(f"{origins.of(dotted + '.type')}: {dotted}.type = {_show(name)} is not a "
+                          f"registered {kind}; expected one of {allowed}{_closest(_show(name), allowed)}")
     return _build(entry.config, {**raw, "type": name}, dotted, origins)
 
 
@@ -347,7 +369,7 @@ def _build(cls: type, raw: Any, prefix: str, origins: _Origins) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{origins.of(prefix)}: {section} must be a section (mapping), got {raw!r}")
+        raise ConfigError(f"{origins.of(prefix)}: {section} must be a section (mapping), got {_show(raw)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:
@@ -458,6 +480,8 @@ def load_recipe(path: str | os.PathLike, overrides: list[str] = ()) -> Recipe:
         lines = _key_lines(yaml.compose(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    except RecursionError:  # PyYAML composes and constructs recursively
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a mapping of sections")
     raw.setdefault("name", path.stem)

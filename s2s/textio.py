@@ -8,8 +8,9 @@ Every error names the file, and the line where one is at fault.
 from __future__ import annotations
 
 import gzip
+import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterable, Iterator
 
 from s2s.errors import DataError
 
@@ -20,15 +21,22 @@ def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as err:
-                    raise DataError(f"{path}: line {number}: invalid UTF-8 ({err.reason} at byte "
-                                    f"{err.start}); expected UTF-8 text") from None
-                yield number, text.rstrip("\r\n")
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+            yield from decode_lines(handle, path)
+    except (OSError, EOFError, zlib.error) as err:  # zlib.error: a corrupt deflate stream inside a .gz
         raise DataError(f"{path}: cannot read: {err}") from None
+
+
+def decode_lines(raw_lines: Iterable[bytes] | BinaryIO, name: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, text without its newline) of byte lines split at "\\n" only (a
+    lone "\\r", U+2028 or U+0085 is content); invalid UTF-8 raises DataError naming ``name`` and
+    the line."""
+    for number, raw in enumerate(raw_lines, 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataError(f"{name}: line {number}: invalid UTF-8 ({err.reason} at byte "
+                            f"{err.start}); expected UTF-8 text") from None
+        yield number, text.rstrip("\r\n")
 
 
 def read_lines(path: str | Path) -> list[str]:

@@ -7,13 +7,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from s2s.errors import DataError
-from s2s.textio import read_lines
+from s2s.textio import decode_lines, read_lines
 
 
 def read_input(path: str | None) -> list[str]:
     """Lines of ``path`` (stdin for None or ``-``) without their newlines."""
     if path in (None, "-"):
-        return [line.rstrip("\r\n") for line in sys.stdin]
+        # the bytes, decoded as a file's are: invalid UTF-8 is one error line, not a traceback
+        # from the text layer of stdin (strict, or surrogateescape under a C locale)
+        return [text for _, text in decode_lines(sys.stdin.buffer, "<stdin>")]
     return read_lines(path)
 
 

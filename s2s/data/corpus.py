@@ -54,6 +54,8 @@ def _read_jsonl(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], 
         except json.JSONDecodeError as err:
             raise DataError(f"{path}: line {number}: invalid JSON ({err.msg} at column {err.colno}); "
                             "expected one object a line") from None
+        except RecursionError:  # json's decoder recurses once per nesting level
+            raise DataError(f"{path}: line {number}: JSON nested too deeply; expected one object a line") from None
         if not isinstance(record, dict):
             raise DataError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
         for setting, name in (("data.src_field", src_field), ("data.tgt_field", tgt_field)):
