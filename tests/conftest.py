@@ -102,3 +102,21 @@ def tiny_model_factory():
 def tiny_recipe_raw(multi30k_slice):
     """Factory: ``tiny_recipe_raw(train={...})`` -> the raw recipe dict (to write as YAML)."""
     return lambda **sections: tiny_recipe_dict(multi30k_slice, **sections)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, multi30k_slice) -> Path:
+    """A tiny exported bundle, built once per session: 20 training steps of a hidden-8/16 LSTM.
+    Its translations are nonsense; it exercises the runtime, the CLI and the server."""
+    import s2s.models  # noqa: F401
+    from s2s.config import recipe_from_dict
+    from s2s.export.bundle import export_bundle
+    from s2s.training.loop import train
+
+    recipe = recipe_from_dict(tiny_recipe_dict(multi30k_slice, train={
+        "max_steps": 20, "valid_every": 20, "valid_bleu": False, "best_metric": "loss", "lr": 0.02}))
+    run = tmp_path_factory.mktemp("tiny-bundle-run")
+    train(recipe, run)
+    out = tmp_path_factory.mktemp("tiny-bundles") / "tiny"
+    export_bundle(run, out)
+    return out

@@ -32,22 +32,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory, multi30k_slice) -> Path:
-    """A tiny bundle: 20 training steps of a hidden-8/16 LSTM, exported."""
-    import s2s.models  # noqa: F401
-    from s2s.config import recipe_from_dict
-    from s2s.export.bundle import export_bundle
-    from s2s.training.loop import train
-
-    from tests.conftest import tiny_recipe_dict
-
-    recipe = recipe_from_dict(tiny_recipe_dict(multi30k_slice, train={
-        "max_steps": 20, "valid_every": 20, "valid_bleu": False, "best_metric": "loss", "lr": 0.02}))
-    run = tmp_path_factory.mktemp("serve-run")
-    train(recipe, run)
-    out = tmp_path_factory.mktemp("serve-bundles") / "tiny"
-    export_bundle(run, out)
-    return out
+def bundle(tiny_bundle) -> Path:
+    """The session's tiny bundle (tests/conftest.py): 20 training steps of a hidden-8/16 LSTM, exported."""
+    return tiny_bundle
 
 
 @pytest.fixture(scope="module")
