@@ -38,30 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from s2s.bundle import read_bundle  # noqa: E402
+from s2s.data.corpus import read_jsonl  # noqa: E402
 from s2s.errors import DataError  # noqa: E402
 from s2s.evaluation.metrics import parse_metrics, score  # noqa: E402
 from s2s.runtime import Translator  # noqa: E402
-from s2s.textio import numbered_lines, read_lines  # noqa: E402
+from s2s.textio import read_lines  # noqa: E402
 
 
 def read_pairs(args) -> tuple[list[str], list[str]]:
     """Source and reference lines: two text files, or two fields of a JSONL file."""
     if args.data:
-        src_field, tgt_field = args.fields
-        src, refs = [], []
-        for number, text in numbered_lines(args.data):
-            if not text.strip():
-                continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{args.data}: line {number}: invalid JSON ({err.msg}); expected one object a line")
-            for name in (src_field, tgt_field):
-                if not isinstance(record, dict) or not isinstance(record.get(name), str):
-                    raise DataError(f"{args.data}: line {number}: expected a string field {name!r}")
-            src.append(record[src_field])
-            refs.append(record[tgt_field])
-        return src, refs
+        return read_jsonl(Path(args.data), *args.fields)
     src, refs = read_lines(args.source), read_lines(args.ref)
     if len(src) != len(refs):
         raise DataError(f"{args.source} has {len(src)} lines, {args.ref} has {len(refs)}")

@@ -23,9 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from s2s.data.corpus import read_jsonl  # noqa: E402
 from s2s.evaluation.metrics import score  # noqa: E402
 from s2s.runtime import Translator  # noqa: E402
-from s2s.textio import numbered_lines, read_lines  # noqa: E402
+from s2s.textio import read_lines  # noqa: E402
 
 DATA = Path(os.environ.get("S2S_DATA") or ROOT.parent / "shared" / "data")
 
@@ -42,8 +43,7 @@ def main() -> int:
     parser.add_argument("--examples", type=int, default=20)
     args = parser.parse_args()
     if args.jsonl:
-        records = [json.loads(t) for _, t in numbered_lines(DATA / args.jsonl) if t.strip()]
-        src, refs = [r[args.fields[0]] for r in records], [r[args.fields[1]] for r in records]
+        src, refs = read_jsonl(DATA / args.jsonl, *args.fields)
         test = {"jsonl": args.jsonl, "fields": args.fields}
     elif args.source and args.ref:
         src, refs = read_lines(DATA / args.source), read_lines(DATA / args.ref)

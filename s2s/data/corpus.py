@@ -42,9 +42,10 @@ _JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a
                dict: "an object"}
 
 
-def _read_jsonl(path: Path, src_field: str, tgt_field: str) -> tuple[list[str], list[str]]:
-    """One JSON object a line, both fields strings; blank lines are skipped. A line that breaks
-    this fails naming the file, the line and, where one is at fault, the field and its setting."""
+def read_jsonl(path: str | Path, src_field: str, tgt_field: str) -> tuple[list[str], list[str]]:
+    """Sources and targets of a JSONL file (.gz too), in order: one JSON object a line, both fields
+    strings; blank lines are skipped. A line that breaks this fails naming the file, the line and,
+    where one is at fault, the field and its setting."""
     src, tgt = [], []
     for number, text in numbered_lines(path):
         if not text.strip():
@@ -146,7 +147,7 @@ def _read_local(split: SplitConfig, data: DataConfig) -> tuple[list[str], list[s
     path = Path(split.path)
     kind = _suffix(path)
     if kind in (".jsonl", ".json"):
-        src, tgt = _read_jsonl(path, data.src_field, data.tgt_field)
+        src, tgt = read_jsonl(path, data.src_field, data.tgt_field)
     elif kind in (".tsv", ".tab"):
         src, tgt = _read_tsv(path, data.src_field, data.tgt_field)
     elif kind == ".parquet":

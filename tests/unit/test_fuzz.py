@@ -138,16 +138,16 @@ def test_jsonl_and_tsv_keep_every_legal_pair(tmp_path, pairs, endings):
 @given(src=json_value, tgt=json_value, before=st.integers(0, 3))
 def test_jsonl_wrong_types_name_line_and_field(tmp_path, src, tgt, before):
     """A record whose src or tgt is not a string fails naming the file, the line and the field."""
-    from s2s.data.corpus import _read_jsonl
+    from s2s.data.corpus import read_jsonl
 
     path = tmp_path / "c.jsonl"
     good = [json.dumps({"src": "a", "tgt": "b"})] * before
     path.write_text("\n".join(good + [json.dumps({"src": src, "tgt": tgt})]) + "\n", encoding="utf-8")
     if isinstance(src, str) and isinstance(tgt, str):
-        assert _read_jsonl(path, "src", "tgt") == (["a"] * before + [src], ["b"] * before + [tgt])
+        assert read_jsonl(path, "src", "tgt") == (["a"] * before + [src], ["b"] * before + [tgt])
         return
     with pytest.raises(DataError) as caught:
-        _read_jsonl(path, "src", "tgt")
+        read_jsonl(path, "src", "tgt")
     field = "'src'" if not isinstance(src, str) else "'tgt'"
     assert_one_line_naming(caught.value, str(path), f"line {before + 1}", field, "expected a string")
 
@@ -157,9 +157,9 @@ def test_jsonl_wrong_types_name_line_and_field(tmp_path, src, tgt, before):
                       st.integers(1, 5000).map(lambda n: "[" * n), st.integers(1, 5000).map(lambda n: '{"a":' * n)))
 def test_jsonl_and_tsv_random_lines_read_or_fail_cleanly(tmp_path, text):
     """Any line of text in a JSONL or TSV file (deep nesting included) reads or raises DataError."""
-    from s2s.data.corpus import _read_jsonl, _read_tsv
+    from s2s.data.corpus import read_jsonl, _read_tsv
 
-    for name, read, body in (("c.jsonl", _read_jsonl, text), ("c.tsv", _read_tsv, "src\ttgt\n" + text)):
+    for name, read, body in (("c.jsonl", read_jsonl, text), ("c.tsv", _read_tsv, "src\ttgt\n" + text)):
         path = tmp_path / name
         path.write_text(body + "\n", encoding="utf-8", newline="")
         with watchdog():

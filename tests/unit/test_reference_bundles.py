@@ -39,10 +39,9 @@ def test_source_pairs(name: str) -> tuple[list[str], list[str]]:
     """The test split the card scores: text files, or two fields of a JSONL file."""
     spec = golden(name)["test"]
     if "jsonl" in spec:
-        from s2s.textio import numbered_lines
+        from s2s.data.corpus import read_jsonl
 
-        records = [json.loads(text) for _, text in numbered_lines(DATA / spec["jsonl"]) if text.strip()]
-        return [r[spec["fields"][0]] for r in records], [r[spec["fields"][1]] for r in records]
+        return read_jsonl(DATA / spec["jsonl"], *spec["fields"])
     from s2s.textio import read_lines
 
     return read_lines(DATA / spec["source"]), read_lines(DATA / spec["ref"])
