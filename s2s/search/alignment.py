@@ -31,6 +31,16 @@ def word_ids(pieces: Sequence[str]) -> list[int]:
     return out
 
 
+def words(pieces: Sequence[str]) -> list[str]:
+    """The words that ``pieces`` spell, in order (:func:`word_ids`), without the U+2581 marks."""
+    out: list[str] = []
+    for word, piece in zip(word_ids(pieces), pieces):
+        if word == len(out):
+            out.append("")
+        out[word] += piece.replace(WORD_START, "")
+    return out
+
+
 def merge_words(weights: np.ndarray, src_pieces: Sequence[str], tgt_pieces: Sequence[str]) -> np.ndarray:
     """(T, S) piece attention -> (target words, source words): sums over a source word's pieces,
     means over a target word's pieces."""
