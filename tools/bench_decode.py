@@ -168,10 +168,14 @@ def main() -> int:
     parser.add_argument("--against", metavar="TREE", help="time this checkout against the s2s checkout in TREE")
     parser.add_argument("--rounds", type=int, default=3, help="with --against: processes per tree and setting")
     parser.add_argument("--passes", type=int, default=3, help="with --against: timed passes per process (median)")
+    parser.add_argument("--attention", choices=["off", "on", "both"], default="off",
+                        help="keep each hypothesis's attention (both: time every engine without and with it)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     if args.random_init == (args.model is not None) or (args.random_init and not args.arch):
         parser.error("give either --model RUN, or --random-init with --arch")
+    if args.attention != "off" and any(e.startswith("ctranslate2-") for e in args.engines.split(",")):
+        parser.error("--attention times the torch and runtime-* engines only")
     if args.against and any(not (e == "torch" or e.startswith("runtime-")) for e in args.engines.split(",")):
         parser.error("--against times the torch and runtime-* engines only")
     if args.batch:
@@ -216,13 +220,18 @@ def main() -> int:
                                        read_bundle(bundle).vocab_files()[0], args.threads)
         else:
             parser.error(f"unknown engine {name}")
+    keep = {"off": [False], "on": [True], "both": [False, True]}[args.attention]
+    timed = [(name + ("+attention" if attention else ""), engine, attention)
+             for name, engine in engines.items() for attention in keep]
     rows = []
     for batch in map(int, args.batches.split(",")):
         chosen = lines[: args.limit_batch1 if batch == 1 else args.limit]
         for beam in map(int, args.beams.split(",")):
             outputs = {}
-            for name, engine in engines.items():
+            for name, engine, attention in timed:
                 options = dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)
+                if attention:
+                    options["attention"] = True
                 if hasattr(engine, "timed_hypotheses"):  # a peer in its own process: it times itself
                     outputs[name], seconds = engine.timed_hypotheses(chosen, **options)
                 else:
@@ -232,7 +241,8 @@ def main() -> int:
                     seconds = time.perf_counter() - start
                     outputs[name] = [h[0].tokens for h in hyps]
                 tokens = sum(len(h) for h in outputs[name])
-                rows.append({"engine": name, "batch": batch, "beam": beam, "sentences": len(chosen),
+                rows.append({"engine": name, "attention": attention, "batch": batch, "beam": beam,
+                             "sentences": len(chosen),
                              "sentences_per_s": len(chosen) / seconds, "target_tokens_per_s": tokens / seconds,
                              "seconds": seconds})
                 r = rows[-1]
@@ -240,17 +250,22 @@ def main() -> int:
                 if name != "torch" and "torch" in outputs:  # token-for-token agreement with PyTorch
                     r["differing_from_torch"] = sum(a != b for a, b in zip(outputs[name], outputs["torch"]))
                     same = f", {r['differing_from_torch']} differ from torch"
-                print(f"{name:<13} batch {batch:>3} beam {beam}  {r['sentences_per_s']:8.1f} sent/s "
+                print(f"{name:<23} batch {batch:>3} beam {beam}  {r['sentences_per_s']:8.1f} sent/s "
                       f"{r['target_tokens_per_s']:9.1f} tok/s  ({len(chosen)} sentences, {seconds:.1f} s{same})",
                       flush=True)
     for batch in map(int, args.batches.split(",")):
         for beam in map(int, args.beams.split(",")):
             base = next((r for r in rows if r["engine"] == "torch" and r["batch"] == batch and r["beam"] == beam), None)
             for r in rows:
-                if base and r["batch"] == batch and r["beam"] == beam and r["engine"] != "torch":
+                if base and r["batch"] == batch and r["beam"] == beam and not r["engine"].startswith("torch"):
                     print(f"{r['engine']} / torch, batch {batch} beam {beam}: "
                           f"{r['target_tokens_per_s'] / base['target_tokens_per_s']:.2f}x")
             setting = {r["engine"]: r for r in rows if r["batch"] == batch and r["beam"] == beam}
+            for name, r in setting.items():  # what keeping the attention costs each engine
+                if name.endswith("+attention") and name.removesuffix("+attention") in setting:
+                    off = setting[name.removesuffix("+attention")]
+                    print(f"{name} / {off['engine']}, batch {batch} beam {beam}: "
+                          f"{r['target_tokens_per_s'] / off['target_tokens_per_s']:.2f}x")
             for variant in ("fp32", "int8"):  # the runtime against the C++ peer of the same precision
                 ours, peer = setting.get(f"runtime-{variant}"), setting.get(f"ctranslate2-{variant}")
                 if ours and peer:
@@ -264,7 +279,7 @@ def _write_json(args, rows: list[dict], torch_version: str) -> None:
     if not args.json:
         return
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    meta = {"model": args.model, "arch": args.arch, "random_init": args.random_init, "threads": args.threads,
+    meta = {"model": args.model, "arch": args.arch, "attention": args.attention, "random_init": args.random_init, "threads": args.threads,
             "min_len": args.min_len, "max_len": args.max_len, "against": args.against, "torch": torch_version,
             "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
