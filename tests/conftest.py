@@ -120,3 +120,31 @@ def tiny_bundle(tmp_path_factory, multi30k_slice) -> Path:
     out = tmp_path_factory.mktemp("tiny-bundles") / "tiny"
     export_bundle(run, out)
     return out
+
+
+def _train_tiny(root: Path, files: dict[str, Path], **sections) -> Path:
+    import s2s.models  # noqa: F401
+    from s2s.config import recipe_from_dict
+    from s2s.training.loop import train
+
+    run = root / "run"
+    train(recipe_from_dict(tiny_recipe_dict(files, **sections)), run)
+    return run
+
+
+@pytest.fixture(scope="session")
+def tiny_lstm_run(tmp_path_factory, multi30k_slice) -> Path:
+    """A tiny trained run directory, built once per session: 8 updates of the hidden-8/16 LSTM
+    with Bahdanau attention of :func:`tiny_recipe_dict`, validated (loss and BLEU) at 4 and 8."""
+    return _train_tiny(tmp_path_factory.mktemp("tiny-lstm"), multi30k_slice)
+
+
+@pytest.fixture(scope="session")
+def tiny_transformer_run(tmp_path_factory, multi30k_slice) -> Path:
+    """A tiny trained transformer run, built once per session: 2 layers of 2 heads, hidden 16,
+    4 updates, validated on loss only."""
+    part = {"type": "transformer", "hidden": 16, "layers": 2, "heads": 2, "ffn": 32, "dropout": 0.1}
+    return _train_tiny(tmp_path_factory.mktemp("tiny-transformer"), multi30k_slice,
+                       model={"embeddings": {"dim": 16, "dropout": 0.0}, "encoder": dict(part),
+                              "attention": {"type": "multihead", "heads": 2}, "decoder": dict(part)},
+                       train={"max_steps": 4, "valid_every": 4, "valid_bleu": False, "best_metric": "loss"})

@@ -9,13 +9,13 @@ import sys
 from s2s import __version__
 from s2s.errors import S2SError
 
-SUBCOMMANDS = ("train", "translate", "evaluate", "export", "serve")
+SUBCOMMANDS = ("train", "translate", "evaluate", "export", "serve", "plot", "info")
 
 # packages an install may lack -> (the extra of pyproject.toml that brings it, what that extra is
 # for): the base install is the torch-free runtime (``s2s translate --model BUNDLE``)
 TRAINING, SERVING = ("train", "training"), ("serve", "serving")
 EXTRA_OF_PACKAGE = {
-    **dict.fromkeys(("torch", "yaml", "datasets", "sacrebleu", "onnx", "tqdm", "rouge_score"), TRAINING),
+    **dict.fromkeys(("torch", "yaml", "datasets", "sacrebleu", "onnx", "tqdm", "rouge_score", "matplotlib"), TRAINING),
     **dict.fromkeys(("fastapi", "uvicorn", "prometheus_client"), SERVING),
 }
 

@@ -48,3 +48,15 @@ class Translator(base.Translator):
     def hypotheses(self, lines: list[str], **overrides) -> list[list[Hypothesis]]:
         self.model.eval()
         return super().hypotheses(lines, **overrides)
+
+    @torch.inference_mode()
+    def head_attention(self, line: str, hypothesis: Hypothesis) -> list[np.ndarray]:
+        """The hypothesis replayed with teacher forcing (which equals stepping, a test checks it):
+        every layer's cross-attention, each head apart, (heads, T + 1, S + 1) per layer."""
+        ids = self.encode_lines([line])[0]
+        if self.options.max_src_len:  # the source as hypotheses() read it
+            ids = ids[: self.options.max_src_len]
+        src = torch.tensor([[*ids, self.special.eos]], device=self.device)
+        tgt_in = torch.tensor([[self.special.bos, *hypothesis.tokens]], device=self.device)
+        layers = self.model.eval().head_attention(src, torch.tensor([src.size(1)], device=self.device), tgt_in)
+        return [weights[0].float().cpu().numpy() for weights in layers]

@@ -21,6 +21,7 @@ from s2s.config import Recipe
 from s2s.data.vocab import vocab_paths
 from s2s.errors import BundleError
 from s2s.export.onnx import OPSET, add_search_head, export_graphs
+from s2s.models.build import count_parameters_by_part
 from s2s.runs import checkpoint_metrics, load_run
 
 
@@ -128,5 +129,6 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "checkpoint": checkpoint, "torch": torch.__version__,
             "data": {"train": asdict(recipe.data.train), "hub": recipe.data.hub},
             "metrics": checkpoint_metrics(run, checkpoint),
+            "parameters": count_parameters_by_part(model),
         },
     )

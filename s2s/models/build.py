@@ -7,6 +7,7 @@ import numpy as np
 from s2s import registry
 from s2s.config import ModelConfig
 from s2s.errors import ConfigError
+from s2s.models.attention.base import Attention
 from s2s.models.contract import Seq2Seq
 from s2s.models.copy import Copy
 from s2s.models.embeddings import OutputProjection, TokenEmbedding
@@ -60,3 +61,23 @@ def build_model(config: ModelConfig, src_vocab_size: int, tgt_vocab_size: int,
 
 def count_parameters(model: Seq2Seq) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def count_parameters_by_part(model: Seq2Seq) -> dict[str, int]:
+    """Parameters of ``embeddings``, ``encoder``, ``attention`` (encoder-decoder attention, in
+    every decoder layer that has one), ``decoder`` (the rest of it), ``output`` (the projection,
+    less a tied matrix), ``copy`` (with copy attention) and ``total``. A shared or tied matrix
+    counts once, in the first part that holds it, so the parts add up to the total."""
+    attention = [m for m in model.decoder.modules() if isinstance(m, Attention)]
+    parts = {"embeddings": [model.src_embed, model.tgt_embed], "encoder": [model.encoder], "attention": attention,
+             "decoder": [model.decoder], "output": [model.output], "copy": [model.copy] if model.copy else []}
+    seen: set[int] = set()
+    counts = {}
+    for name, modules in parts.items():
+        fresh = {id(p): p for m in modules for p in m.parameters() if id(p) not in seen}
+        seen.update(fresh)
+        counts[name] = sum(p.numel() for p in fresh.values())
+    if model.copy is None:
+        del counts["copy"]
+    counts["total"] = count_parameters(model)
+    return counts

@@ -109,6 +109,14 @@ class Seq2Seq(nn.Module):
         inputs = two_pass_inputs(first, gold, gold_mask, mixing, self.output, self.tgt_embed, self.embed_dropout)
         return TeacherForced(*self.decoder(inputs, state, memory), memory)
 
+    def head_attention(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> list[Tensor]:
+        """Teacher-forced cross-attention of every decoder layer, each head apart: one
+        (B, heads, T, S) tensor per layer (an RNN decoder: one layer of one head). ``tgt_in`` may
+        hold the extended ids of a copy model's hypotheses; they are read as the step reads them."""
+        memory, state = self.encode(src, src_lengths)
+        tokens = tgt_in if self.copy is None else self.copy.inputs(tgt_in)
+        return self.decoder.head_attention(self.embed_dropout(self.tgt_embed(tokens)), state, memory)
+
     def features(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor,
                  mixing: TokenMixing | None = None) -> Tensor:
         """The decoder outputs (B, T, D) of :meth:`teacher_forced`."""

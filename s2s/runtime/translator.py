@@ -153,6 +153,12 @@ class Translator(base.Translator):
     reorder = staticmethod(take)
     take_memory = staticmethod(take)
 
+    def head_attention(self, line: str, hypothesis) -> list[np.ndarray]:
+        """Not in a bundle: its step graph outputs only the reported attention."""
+        raise BundleError(f"{self.bundle.path}: the decoder-step graph outputs only the attention the model reports "
+                          "(a transformer's last layer, its heads averaged); each layer's and each head's attention "
+                          "needs the training run")
+
     # ------------------------------------------------------------------ text
     def encode_lines(self, lines: list[str]) -> list[list[int]]:
         return self.src_vocab.encode(lines, out_type=int)

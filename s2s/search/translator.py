@@ -100,10 +100,20 @@ class Translator(ABC):
         weights = hypothesis.attention
         if weights is None:
             raise ValueError("this hypothesis kept no attention: decode with attention=True")
-        src_ids = self.encode_lines([line])[0][: weights.shape[1] - 1]
-        source = [self.piece_models[0].id_to_piece(i) for i in src_ids]
-        return {"source": source + ["</s>"], "target": self.target_pieces(hypothesis) + ["</s>"],
-                "weights": np.asarray(weights, dtype=np.float32).tolist()}
+        source, target = self.attention_labels(line, hypothesis, weights.shape[1] - 1)
+        return {"source": source, "target": target, "weights": np.asarray(weights, dtype=np.float32).tolist()}
+
+    def attention_labels(self, line: str, hypothesis: Hypothesis, src_len: int) -> tuple[list[str], list[str]]:
+        """The labels of an attention's columns, the first ``src_len`` pieces of the line as the
+        model read them and ``</s>``, and of its rows, the hypothesis's pieces and ``</s>``."""
+        source = [self.piece_models[0].id_to_piece(i) for i in self.encode_lines([line])[0][:src_len]]
+        return source + ["</s>"], self.target_pieces(hypothesis) + ["</s>"]
+
+    def head_attention(self, line: str, hypothesis: Hypothesis) -> list[np.ndarray]:
+        """Each decoder layer's cross-attention while the model produced ``hypothesis`` from
+        ``line``, each head apart: one (heads, T + 1, S + 1) array per layer, labelled as
+        :meth:`attention_of`'s. Only a backend that holds the whole model can replay it."""
+        raise NotImplementedError(f"{type(self).__name__} keeps only the attention its step reports")
 
     def alignment_of(self, line: str, hypothesis: Hypothesis) -> str:
         """Hard word alignment in the Pharaoh format (``"0-0 1-2"``: source word - target word),

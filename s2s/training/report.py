@@ -9,7 +9,9 @@ itself, so that under data parallelism rank 0 alone holds a reporter. Under ``ru
   link of ``last.pt``), for ``--resume`` to fall back on when ``last.pt`` is unreadable;
 * ``checkpoints/step-N.pt``: the weights of the last ``keep`` validations, and their average
   ``checkpoints/averaged.pt``;
-* log lines, to the ``s2s`` logger (``train.log``) and beside the progress bar.
+* log lines, to the ``s2s`` logger (``train.log``) and beside the progress bar;
+* ``tensorboard/``: the records' numbers as TensorBoard scalars, when the ``tensorboard``
+  package is installed (the ``tensorboard`` extra); without it, nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class RunReporter:
         self.run_dir, self.progress, self.keep_last = Path(run_dir), progress, keep_last
         self.checkpoints = self.run_dir / "checkpoints"
         self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        self.board = _tensorboard(self.run_dir / "tensorboard")
         self.bar: tqdm | None = None
 
     # ------------------------------------------------------------------ progress and log lines
@@ -67,6 +70,8 @@ class RunReporter:
     def write(self, record: dict) -> None:
         self.metrics.write(json.dumps(record) + "\n")
         self.metrics.flush()  # a line per record survives a crash; tail -f shows it at once
+        if self.board is not None:
+            add_scalars(self.board, record)
 
     def train_window(self, record: dict, postfix: dict) -> None:
         self.write(record)
@@ -123,6 +128,26 @@ class RunReporter:
 
     def close(self) -> None:
         self.metrics.close()
+        if self.board is not None:
+            self.board.close()
+
+
+def _tensorboard(folder: Path):
+    """A TensorBoard ``SummaryWriter`` into ``folder``, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder), flush_secs=30)
+
+
+def add_scalars(writer, record: dict) -> None:
+    """Every number of a ``metrics.jsonl`` record at its step, under the record's own names
+    (``train_loss``, ``lr``, ``valid_bleu``, ...); the averaged weights' as ``averaged_<name>``."""
+    prefix = "averaged_" if "averaged" in record else ""
+    for key, value in record.items():
+        if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            writer.add_scalar(prefix + key, value, record["step"])
 
 
 def _number(path: Path) -> int:

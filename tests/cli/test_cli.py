@@ -158,7 +158,7 @@ def test_bad_model_directory(tmp_path):
 
 
 # --------------------------------------------------------------------------- without the training extra
-TRAINING_PACKAGES = ("torch", "yaml", "datasets", "sacrebleu", "onnx", "tqdm", "rouge_score")
+TRAINING_PACKAGES = ("torch", "yaml", "datasets", "sacrebleu", "onnx", "tqdm", "rouge_score", "matplotlib")
 BLOCKER = """import sys
 class Block:  # a package of the training extra is not installed here
     def find_spec(self, name, path=None, target=None):
@@ -236,7 +236,8 @@ def test_training_commands_name_the_missing_extra_in_one_line(runtime_only, trai
         "s2s train: error: needs the training extra (pip install \"s2s[train]\"): No module named 'torch'"]
     assert not (work / "never").exists()
     for args in (("translate", "--model", run), ("export", "--model", run, "--out", work / "never"),
-                 ("evaluate", "--hyp", files["test.de"], "--ref", files["test.de"])):
+                 ("evaluate", "--hyp", files["test.de"], "--ref", files["test.de"]), ("info", run),
+                 ("plot", "metrics", run, "--out", work / "never.png")):
         done = run_cli(*args, stdin="A dog runs.\n")
         assert done.returncode == 2, args
         assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(

@@ -56,7 +56,9 @@ RULES: dict[str, Rule] = {
     # a run directory: recipe, vocabularies, checkpoints, load_run
     "runs": rule(f"{BASE} data models runs", TORCH_STACK),
     "decoding": rule(f"{BASE} data models runs decoding", TORCH_STACK),
-    "evaluation": rule(f"{BASE} data models runs decoding evaluation", f"{TORCH_STACK} sacrebleu rouge_score"),
+    # plots.py draws with matplotlib (imported inside its functions)
+    "evaluation": rule(f"{BASE} data models runs decoding evaluation",
+                       f"{TORCH_STACK} sacrebleu rouge_score matplotlib"),
     # training validates with the decoder and scores BLEU, so it sits right of decoding and evaluation
     "training": rule(f"{BASE} cpu.allocator data models runs decoding evaluation training", TORCH_STACK),
     # export writes through s2s.bundle and verifies every bundle with the runtime (parity.py)

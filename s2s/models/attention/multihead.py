@@ -90,7 +90,7 @@ class MultiHeadAttention(Attention):
 
     def attend(self, query: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor,
                need_weights: bool = True, linear: StepLinears = PLAIN,
-               coverage: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
+               coverage: Tensor | None = None, all_heads: bool = False) -> tuple[Tensor, Tensor | None]:
         """One query per row (B, Hq), or all target positions at once (B, T, Hq).
 
         keys: (B, heads, d, S); values: (B, heads, S, d); src_pad_mask: (B, S) True at padding.
@@ -102,6 +102,9 @@ class MultiHeadAttention(Attention):
         for all positions, the coverage before the first one (B, S): position t then sees that
         plus the reported attention of positions < t, computed position by position (the
         products with keys and values still run once for all positions).
+
+        ``all_heads`` (all positions at once, with ``need_weights``): the weights of every head,
+        (B, heads, T, S), in place of the reported attention; for plots of what each head reads.
         """
         if query.dim() == 2:
             return self._attend_step(self.project(query, linear), keys, values, src_pad_mask, need_weights, linear,
@@ -124,7 +127,8 @@ class MultiHeadAttention(Attention):
                     coverage = coverage + self.summary(step)[:, 0]
                     steps.append(step)
                 weights = torch.cat(steps, 2)
-            context, mean = torch.matmul(F.dropout(weights, dropout, self.training), values), self.summary(weights)
+            context = torch.matmul(F.dropout(weights, dropout, self.training), values)
+            mean = weights if all_heads else self.summary(weights)
         else:
             context = F.scaled_dot_product_attention(q, keys.transpose(-1, -2), values, attn_mask=visible,
                                                      dropout_p=dropout)

@@ -55,3 +55,9 @@ class Decoder(nn.Module):
         Must equal :meth:`step` applied T times (a test checks it for every decoder).
         """
         raise NotImplementedError
+
+    def head_attention(self, tgt_emb: Tensor, state: State, memory: State) -> list[Tensor]:
+        """Teacher forcing; each layer's cross-attention with each head apart, one (B, heads, T, S)
+        tensor per layer (for plots). A decoder with one attention has one layer of one head: the
+        attention :meth:`forward` reports."""
+        return [self(tgt_emb, state, memory)[1].unsqueeze(1)]

@@ -49,12 +49,14 @@ class TransformerDecoderLayer(nn.Module):
         return keys.contiguous(), values.contiguous()
 
     def forward(self, x: Tensor, keys: Tensor, values: Tensor, src_pad_mask: Tensor, need_weights: bool,
-                coverage: Tensor | None = None):
-        """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S);
-        ``coverage``: the coverage before the first position (B, S), for a covered layer."""
+                coverage: Tensor | None = None, all_heads: bool = False):
+        """x: (B, T, H) -> (B, T, H) and, with ``need_weights``, cross-attention (B, T, S), or with
+        ``all_heads`` each head's (B, heads, T, S); ``coverage``: the coverage before the first
+        position (B, S), for a covered layer."""
         x = self.self_block(x, lambda h: self.self_attention(h, causal=True))
         x, weights = self.cross_block(
-            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask, need_weights, coverage=coverage))
+            x, lambda h: self.cross_attention.attend(h, keys, values, src_pad_mask, need_weights, coverage=coverage,
+                                                     all_heads=all_heads))
         return self.ffn_block(x, self.feed_forward), weights
 
     def step(self, x: Tensor, cache_keys: Tensor, cache_values: Tensor, keys: Tensor, values: Tensor,
@@ -177,12 +179,25 @@ class TransformerDecoder(Decoder):
         """Teacher forcing from the initial (empty) state: causal self-attention over the whole
         target. Only the last layer computes explicit cross-attention weights; the others run
         fused attention."""
+        x, weights = self._teacher_forced(tgt_emb, state, memory, all_heads=False)
+        return x, weights[-1]
+
+    def head_attention(self, tgt_emb: Tensor, state: State, memory: State) -> list[Tensor]:
+        """Teacher forcing; every layer's cross-attention, each head apart: (B, heads, T, S) per layer."""
+        return self._teacher_forced(tgt_emb, state, memory, all_heads=True)[1]
+
+    def _teacher_forced(self, tgt_emb: Tensor, state: State, memory: State,
+                        all_heads: bool) -> tuple[Tensor, list[Tensor | None]]:
+        """Outputs (B, T, H) and each layer's cross-attention: the last layer's reported attention
+        (B, T, S) and None for the others, or with ``all_heads`` every layer's heads (B, heads, T, S)."""
         self.input.check_length(tgt_emb.size(1), "a target")
         x = self.input(tgt_emb, torch.arange(tgt_emb.size(1), device=tgt_emb.device))
-        last = len(self.layers) - 1
+        last, weights = len(self.layers) - 1, []
         for i, layer in enumerate(self.layers):
             x, attn = layer(x, memory[f"cross_keys.{i}"], memory[f"cross_values.{i}"], memory["src_pad_mask"],
-                            need_weights=i == last, coverage=state.get("coverage") if i == last else None)
+                            need_weights=all_heads or i == last,
+                            coverage=state.get("coverage") if i == last else None, all_heads=all_heads)
+            weights.append(attn)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x, attn
+        return x, weights
