@@ -6,6 +6,7 @@
     RUN/vocab/                 the sentencepiece model(s)
     RUN/checkpoints/NAME.pt    best, last, averaged, step-N
     RUN/metrics.jsonl          one JSON object per log line or validation
+    RUN/test_scores.jsonl      one JSON object per ``s2s evaluate --model RUN`` on the recipe's test split
     RUN/train.log
 
 :func:`load_run` raises :class:`~s2s.errors.RunError` naming the missing piece.
@@ -86,3 +87,28 @@ def checkpoint_metrics(run_dir: str | Path, checkpoint: str = "best") -> dict:
         elif checkpoint.startswith("step-"):
             rows = [row for row in rows if f"step-{row.get('step')}" == checkpoint]
     return {k: rows[-1][k] for k in ("step", metric, "valid_loss") if k in rows[-1]} if rows else {}
+
+
+def record_test_scores(run_dir: str | Path, checkpoint: str, options: dict, scores: dict) -> Path:
+    """Append one evaluation of ``checkpoint`` on the recipe's test split to
+    ``RUN/test_scores.jsonl``: the checkpoint's step, the decoding options given, and each score
+    as ``test_<metric>`` (signatures kept beside them)."""
+    path = Path(run_dir) / "test_scores.jsonl"
+    step = checkpoint_metrics(run_dir, checkpoint).get("step")
+    record = {"checkpoint": checkpoint, "step": step, "decode": options,
+              **{f"test_{name}": value for name, value in scores.items() if name != "signatures"},
+              "signatures": scores.get("signatures", {})}
+    with path.open("a", encoding="utf-8") as out:
+        out.write(json.dumps(record) + "\n")
+    return path
+
+
+def last_test_scores(run_dir: str | Path) -> dict:
+    """The last record of ``RUN/test_scores.jsonl`` ({} when none, or the file is unreadable)."""
+    path = Path(run_dir) / "test_scores.jsonl"
+    for line in reversed(path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError:
+            continue
+    return {}

@@ -41,6 +41,10 @@ def run(args) -> int:
     else:
         raise ConfigError("give --hyp and --ref, or --model (with --source and --ref)")
     result = score(hyps, refs, metrics)
+    if args.model and not args.source:  # the run's own test split: kept for s2s info
+        from s2s.runs import record_test_scores
+
+        record_test_scores(args.model, args.checkpoint, decode_options(args), result)
     if args.json:
         print(json.dumps(result))
     else:  # one line a metric: name, score, signature (sacrebleu's names upper-cased, as it prints them)
