@@ -46,9 +46,11 @@ def part(kind: str, default_type: str, help: str) -> Any:  # noqa: A002
 # --------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class SplitConfig:
-    src: str | None = opt(None, "plain-text source file (one sentence a line, .gz allowed)")
-    tgt: str | None = opt(None, "plain-text target file aligned with src")
-    path: str | None = opt(None, "one JSONL/TSV/Parquet file holding both fields")
+    src: str | None = opt(None, "plain-text source file (one sentence a line, .gz allowed); a glob (*, ?, [ ]) "
+                                "names shards, paired with tgt's matches in sorted order")
+    tgt: str | None = opt(None, "plain-text target file aligned with src (a glob when src is one)")
+    path: str | None = opt(None, "one JSONL/TSV/Parquet file holding both fields; a glob (*, ?, [ ]) names "
+                                 "shards, read in sorted order")
     hub_split: str | None = opt(None, "split name in the hub dataset (data.hub)")
 
 
@@ -68,6 +70,18 @@ class DataConfig:
                                     "decode.max_src_len = 0 then becomes max_src_len, so validation decoding, "
                                     "`s2s translate` from the run and its exported bundle read as many source "
                                     "tokens as training did")
+    streaming: bool = opt(False, "read the training split lazily each epoch instead of holding it in memory: "
+                                 "pairs are encoded on the fly and bucketed inside a window of shuffle_window "
+                                 "pairs, so memory holds one window, not the corpus (s2s.data.streaming); "
+                                 "sentencepiece trains on a reservoir sample of vocab.max_sentences pairs; "
+                                 "the validation split stays in memory")
+    shuffle_window: int = opt(100_000, "streaming: pairs read, shuffled, sorted by length and cut into "
+                                       "batches together; batches never mix windows, and the order of the "
+                                       "windows follows the files (shuffle a sorted corpus once beforehand)")
+
+    def __post_init__(self) -> None:
+        if self.shuffle_window < 1:
+            raise ValueError(f"shuffle_window must be >= 1, got {self.shuffle_window}")
 
 
 @dataclass(frozen=True)

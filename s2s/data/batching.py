@@ -4,11 +4,15 @@ Each epoch's batches are a pure function of ``(seed, epoch)``: sentences are shu
 by (target length, source length) so that a batch holds sentences of nearly equal length (little
 padding), cut into batches of about ``batch_tokens`` target tokens, and the batch order is
 shuffled. A resumed run rebuilds the same epoch and skips the batches it has already seen.
+:mod:`s2s.data.streaming` applies the same :func:`bucket` to one window of a stream at a time;
+the training loop sees either through :class:`Batches`.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -58,6 +62,60 @@ def truncate(ids: list[list[int]], max_len: int) -> tuple[list[list[int]], int]:
     return [row[:max_len] for row in ids], sum(len(row) > max_len for row in ids)
 
 
+class Batches(Protocol):
+    """What the training loop asks of its batches, in memory (:class:`TokenBatcher`) or streamed
+    (:class:`s2s.data.streaming.StreamingBatcher`): an epoch's batches in order, a function of
+    ``(seed, epoch)``, each counted and collated by the batcher that made it."""
+
+    seed: int
+
+    def epoch(self, epoch: int) -> Iterable[Any]: ...
+
+    def count_tokens(self, batch: Any) -> int: ...
+
+    def collate(self, batch: Any) -> Batch: ...
+
+
+def updates(batches: Iterable[Any], start: int, size: int) -> Iterator[list[Any]]:
+    """An epoch's updates from its batch ``start`` on: ``size`` consecutive batches each (the
+    last one may hold fewer). The batches before ``start`` are drawn and dropped, so a stream is
+    re-read up to a resumed run's position."""
+    rest = itertools.islice(batches, start, None)
+    while update := list(itertools.islice(rest, size)):
+        yield update
+
+
+def bucket(src_len: np.ndarray, tgt_len: np.ndarray, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Positions 0..N-1 cut into batches of about ``batch_tokens`` target tokens (``tgt_len``:
+    (N,), EOS included): shuffled, sorted by (target, source) length so that a batch holds
+    sentences of nearly equal length, cut, and the batches shuffled. A sentence longer than the
+    budget gets a batch of its own."""
+    if not len(tgt_len):
+        return []
+    order = rng.permutation(len(tgt_len))
+    order = order[np.lexsort((src_len[order], tgt_len[order]))]
+    batches, start, tokens = [], 0, 0
+    for pos, i in enumerate(order):
+        if tokens and tokens + tgt_len[i] > batch_tokens:
+            batches.append(order[start:pos])
+            start, tokens = pos, 0
+        tokens += tgt_len[i]
+    batches.append(order[start:])
+    return [batches[k] for k in rng.permutation(len(batches))]
+
+
+def collate_rows(src: list[np.ndarray], tgt: list[np.ndarray], index: np.ndarray) -> Batch:
+    """One padded :class:`Batch` of sources ending in EOS and targets without BOS/EOS."""
+    return Batch(
+        src=pad(src),
+        src_lengths=np.asarray([len(s) for s in src], dtype=np.int64),
+        tgt_in=pad([np.concatenate(([BOS], t)) for t in tgt]),
+        tgt_out=pad([np.concatenate((t, [EOS])) for t in tgt]),
+        num_tokens=sum(len(t) + 1 for t in tgt),
+        index=np.asarray(index),
+    )
+
+
 class TokenBatcher:
     """Bucketed token-budget batching over pre-encoded ids."""
 
@@ -80,31 +138,15 @@ class TokenBatcher:
     def epoch(self, epoch: int) -> list[np.ndarray]:
         """The batches of ``epoch`` as arrays of positions into this batcher."""
         rng = np.random.default_rng([self.seed, epoch])
-        order = rng.permutation(len(self))
-        order = order[np.lexsort((self.src_len[order], self.tgt_len[order]))]
-        batches, start, tokens = [], 0, 0
-        for pos, i in enumerate(order):
-            if tokens and tokens + self.tgt_len[i] > self.batch_tokens:
-                batches.append(order[start:pos])
-                start, tokens = pos, 0
-            tokens += self.tgt_len[i]
-        batches.append(order[start:])
-        return [batches[k] for k in rng.permutation(len(batches))]
+        return bucket(self.src_len, self.tgt_len, self.batch_tokens, rng)
 
     def count_tokens(self, positions: np.ndarray) -> int:
         """The ``num_tokens`` of the batch at ``positions``, without collating it."""
         return int(self.tgt_len[positions].sum())
 
     def collate(self, positions: np.ndarray) -> Batch:
-        tgt = [self.tgt[i] for i in positions]
-        return Batch(
-            src=pad([self.src[i] for i in positions]),
-            src_lengths=self.src_len[positions].astype(np.int64),
-            tgt_in=pad([np.concatenate(([BOS], t)) for t in tgt]),
-            tgt_out=pad([np.concatenate((t, [EOS])) for t in tgt]),
-            num_tokens=self.count_tokens(positions),
-            index=self.index[positions],
-        )
+        return collate_rows([self.src[i] for i in positions], [self.tgt[i] for i in positions],
+                            self.index[positions])
 
     def sequential(self, max_sentences: int = 128) -> list[np.ndarray]:
         """Batches in length order for evaluation (no shuffling, no budget surprises)."""

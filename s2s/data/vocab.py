@@ -103,13 +103,20 @@ def load_vocabs(directory: str | Path, joint: bool) -> Vocabs:
     return Vocabs(vocab, vocab if joint else Vocab(tgt))
 
 
+def cached_vocabs(directory: str | Path, joint: bool) -> Vocabs | None:
+    """The run's vocabularies when ``directory`` already holds them, else None."""
+    src_path, tgt_path = vocab_paths(Path(directory), joint)
+    return load_vocabs(directory, joint) if src_path.is_file() and tgt_path.is_file() else None
+
+
 def build_vocabs(directory: str | Path, src_lines: list[str], tgt_lines: list[str],
                  config: VocabConfig, seed: int = 1) -> Vocabs:
     """Train the run's sentencepiece model(s) unless they are already cached in ``directory``."""
     directory = Path(directory)
+    cached = cached_vocabs(directory, config.joint)
+    if cached is not None:
+        return cached
     src_path, tgt_path = vocab_paths(directory, config.joint)
-    if src_path.is_file() and tgt_path.is_file():
-        return load_vocabs(directory, config.joint)
     if config.joint:
         log.info("training joint sentencepiece %s model, size %d", config.model_type, config.size)
         _train_one(src_lines + tgt_lines, src_path.with_suffix(""), config, seed)

@@ -30,7 +30,7 @@ import torch
 
 from s2s.config import Recipe, SamplingConfig, TrainConfig, save_recipe
 from s2s.cpu.allocator import keep_freed_memory
-from s2s.data.batching import Batch, TokenBatcher
+from s2s.data.batching import Batch, Batches, updates
 from s2s.models.build import build_model, count_parameters
 from s2s.models.contract import Seq2Seq
 from s2s.training import checkpoint, distributed, faults
@@ -105,7 +105,7 @@ class Trainer:
     ``model`` stays unwrapped (checkpoints, validation) and its loss runs inside DDP."""
 
     def __init__(self, model: Seq2Seq, optimizer: torch.optim.Optimizer, schedule: LRSchedule,
-                 batches: TokenBatcher, validator: Validator, reporter: RunReporter, settings: TrainSettings,
+                 batches: Batches, validator: Validator, reporter: RunReporter, settings: TrainSettings,
                  device: torch.device, world: World = World()):
         self.model, self.optimizer, self.schedule, self.batches = model, optimizer, schedule, batches
         self.validator, self.reporter, self.settings, self.device = validator, reporter, settings, device
@@ -248,9 +248,10 @@ class Trainer:
         base, started = p.elapsed, time.monotonic()
         window_start, last_validated = started, p.step
         while not (stop := self._should_stop()):
-            batches = self.batches.epoch(p.epoch)
-            while p.batch < len(batches) and not (stop := self._should_stop()):
-                update = batches[p.batch:p.batch + self.batches_per_update]  # every rank's batches
+            # every rank's batches of each update; an epoch may be a stream of unknown length
+            for update in updates(self.batches.epoch(p.epoch), p.batch, self.batches_per_update):
+                if stop := self._should_stop():
+                    break
                 total = sum(self.batches.count_tokens(b) for b in update)
                 own = self.world.shard(update)
                 group = [self.batches.collate(b) for b in own or update[:1]]
@@ -270,7 +271,7 @@ class Trainer:
                 if p.step % s.valid_every == 0:
                     self.validate()
                     last_validated, window_start = p.step, time.monotonic()
-            if p.batch >= len(batches):
+            else:  # the epoch ran out (not stopped)
                 p.epoch, p.batch = p.epoch + 1, 0
         self.reporter.finish()
         if p.step > last_validated:
