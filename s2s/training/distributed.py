@@ -52,8 +52,8 @@ from s2s.models.contract import Seq2Seq
 from s2s.training.device import autocast, pick_device
 from s2s.training.prepare import PreparedData, prepare_data
 
-# the longest any rank waits in a collective, rank 0's validation included (its decode of the
-# validation set must fit in it): long enough for that, short enough that a lost rank ends the run
+# the longest any rank waits in a collective, a validation included (each rank's share of the
+# validation decode must fit in it): long enough for that, short enough that a lost rank ends the run
 TIMEOUT = timedelta(minutes=30)
 ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")  # what torchrun sets for each process
 # s2s models hold constant buffers only (positions, copy tables): no broadcast before each forward.
@@ -75,7 +75,7 @@ class World:
 
     @property
     def main(self) -> bool:
-        """Rank 0: the one process that writes files and validates."""
+        """Rank 0: the one process that writes files."""
         return self.rank == 0
 
     @property
@@ -116,6 +116,15 @@ class World:
         box = [value]
         dist.broadcast_object_list(box, src=0, group=self.control)
         return box[0]
+
+    def gather(self, value) -> list:
+        """Every rank's ``value`` (any picklable value), in rank order, on every rank (on the gloo
+        control group, so no GPU sync)."""
+        if not self.distributed:
+            return [value]
+        values = [None] * self.size
+        dist.all_gather_object(values, value, group=self.control)
+        return values
 
     def barrier(self) -> None:
         if self.distributed:

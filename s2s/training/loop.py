@@ -163,8 +163,8 @@ class Trainer:
     def validate(self) -> dict:
         """Score the model, track the best metric, checkpoint; returns the metrics.jsonl record."""
         p = self.position
-        # rank 0 scores, the others wait for its metrics: every rank then decides alike
-        metrics = self.world.from_main(self.validator(self.model) if self.world.main else None)
+        # every rank scores its share; the shares are gathered, so every rank decides alike
+        metrics = self.validator(self.model, self.world)
         value = self.best_metric.signed(metrics)
         improved = p.best is None or value > p.best
         if improved:

@@ -5,6 +5,10 @@ A :class:`Validator` runs its scorers in turn and merges what they return, e.g.
 ``valid_bleu`` with ``train.valid_metric: rougeL``. The loop picks ``best.pt``, stops early and
 decays the plateau schedule by any one of these names (``train.best_metric``, resolved by
 :func:`resolve_best_metric`), so a new metric is a new scorer here and nothing in the loop.
+
+Under data parallelism every rank validates its share (every ``size``-th validation batch or
+sentence from its ``rank``-th); the shares are gathered in rank order, so every rank computes the
+same metrics from the same numbers. One process alone does all of it.
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ from s2s.evaluation.metrics import score
 from s2s.models.contract import Seq2Seq
 from s2s.search.options import DecodeOptions
 from s2s.training.device import autocast, to_device
+from s2s.training.distributed import World
 from s2s.training.losses import sequence_loss
 from s2s.training.prepare import PreparedData
 
 DECODE_METRICS: tuple[str, ...] = typing.get_args(ValidMetric)  # the choices of train.valid_metric
+
+ALONE = World()  # one process: no shares, nothing gathered
 
 # short names for train.best_metric: loss, and each metric the validation decode can be scored with
 ALIASES = {"loss": "valid_loss", **{metric: f"valid_{metric}" for metric in DECODE_METRICS}}
@@ -41,7 +48,7 @@ class Scorer(Protocol):
     def directions(cls, config: TrainConfig) -> dict[str, bool]:
         """``higher_is_better`` of the scorer that ``config`` makes, known before any data."""
 
-    def __call__(self, model: Seq2Seq) -> dict[str, float]: ...
+    def __call__(self, model: Seq2Seq, world: World = ALONE) -> dict[str, float]: ...
 
 
 class LossScorer:
@@ -62,16 +69,18 @@ class LossScorer:
         return cls(data.valid, device, recipe.train.amp)
 
     @torch.inference_mode()
-    def __call__(self, model: Seq2Seq) -> dict[str, float]:
+    def __call__(self, model: Seq2Seq, world: World = ALONE) -> dict[str, float]:
         model.eval()
         total, tokens = 0.0, 0
-        for positions in self.batches.sequential(64):
+        for positions in self.batches.sequential(64)[world.rank::world.size]:
             batch = self.batches.collate(positions)
             t = to_device(batch, self.device)
             with autocast(self.device, self.amp):
                 logits = model(t["src"], t["src_lengths"], t["tgt_in"])
             total += float(sequence_loss(logits, t["tgt_out"]))
             tokens += batch.num_tokens
+        shares = world.gather((total, tokens))
+        total, tokens = sum(share[0] for share in shares), sum(share[1] for share in shares)
         loss = total / max(tokens, 1)
         return {"valid_loss": loss, "valid_ppl": float(np.exp(min(loss, 50.0)))}  # exp overflows past ~709
 
@@ -97,10 +106,12 @@ class DecodeScorer:
         return cls(data.valid_text.src, data.valid_text.tgt, data.vocabs, recipe.decode, recipe.train.valid_beam,
                    device, recipe.train.valid_metric)
 
-    def __call__(self, model: Seq2Seq) -> dict[str, float]:
+    def __call__(self, model: Seq2Seq, world: World = ALONE) -> dict[str, float]:
         translator = Translator(model, self.vocabs, self.decode, str(self.device))
         # the search the recipe decodes with, never sampling: a validation score must not be random
-        hyps = translator.translate(self.src, beam=self.beam, n_best=1, batch_size=128, sample=False)
+        share = translator.translate(self.src[world.rank::world.size], beam=self.beam, n_best=1, batch_size=128,
+                                     sample=False)
+        hyps = interleave(world.gather(share))
         return {self.name: score(hyps, self.refs, [self.metric])[self.metric]}
 
 
@@ -111,11 +122,19 @@ class Validator:
         self.scorers = scorers
         self.higher_is_better = {name: up for s in scorers for name, up in s.higher_is_better.items()}
 
-    def __call__(self, model: Seq2Seq) -> dict[str, float]:
+    def __call__(self, model: Seq2Seq, world: World = ALONE) -> dict[str, float]:
         metrics: dict[str, float] = {}
         for scorer in self.scorers:
-            metrics.update(scorer(model))
+            metrics.update(scorer(model, world))
         return metrics
+
+
+def interleave(shares: list[list]) -> list:
+    """The shares of ``items[r::len(shares)]`` for each rank r put back in the order of ``items``."""
+    out: list = [None] * sum(len(share) for share in shares)
+    for rank, share in enumerate(shares):
+        out[rank::len(shares)] = share
+    return out
 
 
 def _scorer_types(config: TrainConfig) -> list[type]:

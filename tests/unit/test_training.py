@@ -363,3 +363,41 @@ def test_model_output_loss_is_the_projection_then_cross_entropy(tiny_model_facto
     targets = torch.randint(1, model.output.matrix.size(0), (7,), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(model.output_loss(hidden, targets, 0.1),
                                sequence_loss(model.output(hidden), targets, 0.1), rtol=1e-5, atol=1e-5)
+
+
+def test_validation_shares_of_two_ranks_make_the_whole(tiny_recipe, tmp_path):
+    """Each rank's share of the validation loss is every other batch; gathered, the shares give
+    the loss of one process; decoded shares interleave back into the input order."""
+    from s2s.training.distributed import World
+    from s2s.training.prepare import prepare_data
+    from s2s.training.validation import LossScorer, interleave
+
+    class Share(World):  # a rank of two whose gather hands back its own share, recorded
+        def gather(self, value):
+            shares.append(value)
+            return [value]
+
+    recipe = tiny_recipe()
+    data = prepare_data(recipe, tmp_path)
+    model, _, _ = _parts(recipe, data)
+    scorer = LossScorer(data.train, torch.device("cpu"))  # 200 pairs: 4 batches of 64 to share
+    whole = scorer(model)
+    shares: list = []
+    for rank in (0, 1):
+        scorer(model, Share(rank=rank, size=2))
+    (total_0, tokens_0), (total_1, tokens_1) = shares
+    assert tokens_0 > 0 and tokens_1 > 0 and tokens_0 + tokens_1 == data.train.num_tokens
+    assert (total_0 + total_1) / (tokens_0 + tokens_1) == pytest.approx(whole["valid_loss"], rel=1e-6)
+    items = list(range(11))
+    assert interleave([items[r::3] for r in range(3)]) == items and interleave([items]) == items
+
+
+def test_a_resumed_reporter_starts_a_new_line_after_one_a_kill_cut_short(tmp_path):
+    from s2s.runs import read_metrics
+    from s2s.training.report import RunReporter
+
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1, "train_loss": 2.0}\n{"step": 2, "tra')
+    reporter = RunReporter(tmp_path, progress=False)
+    reporter.write({"step": 2, "train_loss": 1.5})
+    reporter.close()
+    assert read_metrics(tmp_path / "metrics.jsonl") == [{"step": 1, "train_loss": 2.0}, {"step": 2, "train_loss": 1.5}]
