@@ -66,6 +66,20 @@ def load_run(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu")
     return recipe, vocabs, model.to(device).eval()
 
 
+def read_metrics(path: str | Path) -> list[dict]:
+    """The records of a ``metrics.jsonl``, in order. A line that is not a JSON object is left out:
+    only a run killed while writing it leaves one (its resumed run starts a new line)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 def checkpoint_metrics(run_dir: str | Path, checkpoint: str = "best") -> dict:
     """The validation line of ``metrics.jsonl`` that scored ``checkpoint`` (step, the decoded
     metric ``valid_<train.valid_metric>``, loss), or {}: for ``best`` the last line marked best,
@@ -76,7 +90,7 @@ def checkpoint_metrics(run_dir: str | Path, checkpoint: str = "best") -> dict:
     if (run_dir / "config.yaml").is_file():
         metric = f"valid_{load_recipe(run_dir / 'config.yaml').train.valid_metric}"
     path = run_dir / "metrics.jsonl"
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.is_file() else []
+    rows = read_metrics(path) if path.is_file() else []
     rows = [row for row in rows if "valid_loss" in row]
     if checkpoint == "averaged":
         rows = [row for row in rows if "averaged" in row]

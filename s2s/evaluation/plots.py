@@ -8,7 +8,6 @@ writes it (PNG, PDF or SVG, by the file's suffix).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,21 +118,17 @@ class RunRecords:
 
 def read_run_records(run_dir: str | Path, name: str | None = None) -> RunRecords:
     """The records of ``run_dir/metrics.jsonl``; the averaged weights' line is left out (it has no
-    place on a curve). Raises :class:`RunError` without a run or records, :class:`DataError`
-    naming the line that is not JSON."""
+    place on a curve), and a line a killed run cut short (:func:`s2s.runs.read_metrics`). Raises
+    :class:`RunError` without a run or records."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run directory")
     path = run_dir / "metrics.jsonl"
     if not path.is_file():
         raise RunError(f"{path}: no such file; a run writes it from its first training window")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: not a JSON record ({err.msg})") from None
+    from s2s.runs import read_metrics
+
+    records = read_metrics(path)
     train = [r for r in records if "train_loss" in r]
     valid = [r for r in records if "valid_loss" in r and "averaged" not in r]
     if not train and not valid:

@@ -39,7 +39,7 @@ class RunReporter:
     def __init__(self, run_dir: str | Path, progress: bool = True, keep_last: int = 0):
         self.run_dir, self.progress, self.keep_last = Path(run_dir), progress, keep_last
         self.checkpoints = self.run_dir / "checkpoints"
-        self.metrics = (self.run_dir / "metrics.jsonl").open("a", encoding="utf-8")
+        self.metrics = _append_lines(self.run_dir / "metrics.jsonl")
         self.board = _tensorboard(self.run_dir / "tensorboard")
         self.bar: tqdm | None = None
 
@@ -130,6 +130,16 @@ class RunReporter:
         self.metrics.close()
         if self.board is not None:
             self.board.close()
+
+
+def _append_lines(path: Path):
+    """``path`` open for appending lines; a last line cut short by a killed run is ended first, so
+    that the next record starts a line of its own (readers skip the cut one)."""
+    cut = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+    out = path.open("a", encoding="utf-8")
+    if cut:
+        out.write("\n")
+    return out
 
 
 def _tensorboard(folder: Path):

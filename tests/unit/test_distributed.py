@@ -16,8 +16,11 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -140,3 +143,54 @@ def test_a_two_process_run_resumes_on_one_process(ddp_run, one_process):
     _assert_close(valid, one_process[1], (12,))
     position = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["position"]
     assert (position["step"], position["epoch"], position["batch"]) == (12, 1, 6)
+
+
+# ---------------------------------------------------------------------------- a rank that dies
+def _workers(agent_pid: int) -> dict[int, int]:
+    """RANK -> pid of the training processes that torchrun's agent ``agent_pid`` started (/proc)."""
+    workers = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            environ = (stat.parent / "environ").read_bytes().split(b"\0")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended meanwhile
+        rank = [item[5:] for item in environ if item.startswith(b"RANK=")]
+        if parent == agent_pid and rank:
+            workers[int(rank[0])] = int(stat.parent.name)
+    return workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds torchrun's workers in /proc")
+def test_a_rank_that_dies_ends_the_run_and_it_resumes_on_one_process(tiny_recipe_raw, tmp_path):
+    """SIGKILL to rank 1 mid-run: torchrun ends the run with an error instead of hanging, and the
+    checkpoint rank 0 wrote resumes on one process."""
+    import torch
+
+    from s2s.cli.main import main
+    from s2s.runs import read_metrics
+
+    recipe, run = tmp_path / "recipe.yaml", tmp_path / "run"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_raw(train={**TRAIN, "max_steps": 100_000})))
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "s2s", "train", str(recipe), "--run-dir", str(run)]
+    agent = subprocess.Popen(command, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (run / "checkpoints" / "last.pt").is_file():  # renamed into place whole
+            assert agent.poll() is None and time.monotonic() < deadline, "the 2-process run did not validate"
+            time.sleep(0.2)
+        os.kill(_workers(agent.pid)[1], signal.SIGKILL)
+        _, stderr = agent.communicate(timeout=120)  # ends, does not hang
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+    assert agent.returncode != 0 and "SIGKILL" in stderr, stderr[-2000:]
+    step = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["position"]["step"]
+    assert step >= 3
+    assert main(["train", "--resume", str(run), "--set", "train.update_freq=2",
+                 "--set", f"train.max_steps={step + 2}"]) == 0
+    # the steps trained after last.pt and before the kill are logged again by the resumed run
+    records = read_metrics(run / "metrics.jsonl")[-3:]
+    assert [(r["step"], "train_loss" in r) for r in records] == [(step + 1, True), (step + 2, True), (step + 2, False)]
