@@ -18,6 +18,7 @@ from s2s.search.options import DecodeOptions
 FORMAT = "s2s-bundle"
 VERSION = 1
 GRAPH_ROLES = ("encoder", "decoder_step")
+OPTIONAL_ROLES = ("attention_heads",)  # s2s export --attention-heads
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def validate(meta: dict, path: Path) -> Bundle:
         if not (path / name).is_file():
             raise BundleError(f"{where}: vocab.{role} names {name}, which is not in the bundle")
     for variant, files in variants.items():
-        for role in GRAPH_ROLES:
+        for role in GRAPH_ROLES + tuple(r for r in OPTIONAL_ROLES if r in files):
             name = _need(files, role, str, f"{where} graphs.variants.{variant}")
             if not (path / name).is_file():
                 raise BundleError(f"{where}: graphs.variants.{variant}.{role} names {name}, which is not in the bundle")

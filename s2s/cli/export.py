@@ -15,6 +15,9 @@ def add_parser(sub) -> None:
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     p.add_argument("--checkpoint", default="best", metavar="NAME",
                    help="which weights of the run: best, last, averaged or step-N (default: best)")
+    p.add_argument("--attention-heads", action="store_true",
+                   help="also export attention_heads.onnx: every decoder layer's cross-attention, head by head, "
+                        "for s2s plot attention --layer/--heads all on the bundle (transformer decoders)")
     p.add_argument("--test-bleu", type=float, help="record this test BLEU in the bundle's provenance")
     p.set_defaults(run=run)
 
@@ -24,7 +27,7 @@ def run(args) -> int:
     from s2s.export.bundle import export_bundle
 
     meta = export_bundle(args.model, args.out, args.quantize, args.opset, args.checkpoint, test_bleu=args.test_bleu,
-                         keep_fp32=args.keep_fp32)
+                         keep_fp32=args.keep_fp32, attention_heads=args.attention_heads)
     check = meta["verification"]
     print(f"{args.out}: exported ({', '.join(meta['graphs']['variants'])}); onnxruntime == PyTorch "
           f"(max diff {check['max_abs_diff']:.2e}, greedy and beam 5 equal on {check['sample_sentences']} sentences)")

@@ -15,10 +15,12 @@ def add_parser(sub) -> None:
     a.add_argument("--model", required=True, help="run directory, or an exported bundle (has bundle.json)")
     a.add_argument("--text", required=True, help="the sentence to translate")
     a.add_argument("--out", default="attention.png", help="image file (default: attention.png)")
-    a.add_argument("--layer", type=int, help="decoder layer, 0-based, negative from the last (a run only; "
-                                             "default: the attention the model reports, the last layer's)")
+    a.add_argument("--layer", type=int, help="decoder layer, 0-based, negative from the last (a transformer bundle "
+                                             "needs s2s export --attention-heads; default: the attention the model "
+                                             "reports, the last layer's)")
     a.add_argument("--heads", choices=["mean", "all"], default="mean",
-                   help="a transformer layer's heads averaged in one panel, or one panel each (all: a run only)")
+                   help="a transformer layer's heads averaged in one panel, or one panel each (all: from a bundle, "
+                        "one exported with --attention-heads)")
     a.add_argument("--beam", type=int, help="beam size (default: the model's)")
     a.add_argument("--checkpoint", default="best", metavar="NAME", help="which weights of a run (default: best)")
     a.add_argument("--device", default="cpu", help="cpu or cuda")

@@ -45,14 +45,14 @@ def attention_panels(translator: Any, text: str, layer: int | None = None, heads
     attention; a transformer's last layer, heads averaged or its ``attention_head``). With
     ``layer`` (0-based; negative counts from the last) or ``heads="all"``: that decoder layer's
     heads, averaged or one panel each, replayed by :meth:`~s2s.search.translator.Translator.head_attention`
-    (a run only: a bundle's graph outputs the reported attention alone)."""
+    (a transformer bundle needs ``attention_heads.onnx``, from ``s2s export --attention-heads``)."""
     if not text.strip():
         raise DataError("the text to translate is empty")
     if heads not in HEADS:
         raise ConfigError(f"heads must be one of {', '.join(HEADS)}, got {heads!r}")
     reported = layer is None and heads == "mean"
     options = {} if beam is None else {"beam": beam, "n_best": 1}
-    best = translator.hypotheses([text], attention=reported, **options)[0][0]
+    best = translator.hypotheses([text], attention=True, **options)[0][0]
     if reported:
         labelled = translator.attention_of(text, best)
         return AttentionPanels(labelled["source"], labelled["target"], np.asarray(labelled["weights"])[None],

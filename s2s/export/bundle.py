@@ -20,7 +20,7 @@ from s2s.bundle import bundle_meta, write_bundle_json
 from s2s.config import Recipe
 from s2s.data.vocab import vocab_paths
 from s2s.errors import BundleError
-from s2s.export.onnx import OPSET, add_search_head, export_graphs
+from s2s.export.onnx import OPSET, add_search_head, export_graphs, export_heads_graph
 from s2s.models.build import count_parameters_by_part
 from s2s.runs import checkpoint_metrics, load_run
 
@@ -51,11 +51,12 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None, opset: int = OPSET,
                   checkpoint: str = "best", sample: list[str] | None = None, test_bleu: float | None = None,
-                  keep_fp32: bool = True) -> dict:
+                  keep_fp32: bool = True, attention_heads: bool = False) -> dict:
     """Export ``run`` to the bundle folder ``out``; returns the written ``bundle.json`` content.
     Without ``keep_fp32`` (only with ``quantize``) the fp32 graphs are verified against PyTorch,
     then left out of the bundle: the int8 graphs are quantized from them, and the bundle is about
-    a quarter of the size."""
+    a quarter of the size. With ``attention_heads`` the bundle also holds
+    ``attention_heads.onnx`` (each decoder layer's heads, for ``s2s plot attention --heads all``)."""
     from s2s.export.parity import verify
 
     run, out = Path(run), Path(out)
@@ -69,11 +70,15 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
     try:
         spec = export_graphs(model, work, opset)
         add_search_head(work / "decoder_step.onnx")
-        variants = {"fp32": {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}}
+        roles = ["encoder", "decoder_step"]
+        if attention_heads:
+            export_heads_graph(model, work, opset)
+            roles.append("attention_heads")
+        variants = {"fp32": {role: f"{role}.onnx" for role in roles}}
         if quantize == "int8":
-            quantize_int8(work / "encoder.onnx", work / "encoder.int8.onnx")
-            quantize_int8(work / "decoder_step.onnx", work / "decoder_step.int8.onnx")
-            variants["int8"] = {"encoder": "encoder.int8.onnx", "decoder_step": "decoder_step.int8.onnx"}
+            for role in roles:
+                quantize_int8(work / f"{role}.onnx", work / f"{role}.int8.onnx")
+            variants["int8"] = {role: f"{role}.int8.onnx" for role in roles}
         src_model, tgt_model = vocab_paths(run / "vocab", recipe.vocab.joint)
         for path in {src_model, tgt_model}:
             shutil.copy2(path, work / path.name)

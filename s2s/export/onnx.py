@@ -9,6 +9,11 @@
     prev_tokens (N,) int64, state.<name>..., memory.<name>...
         -> log_probs (N, V) float32, next.<name>... (the state after the step), attention (N, S)
 
+``attention_heads.onnx`` (only with ``s2s export --attention-heads``, transformer decoders)::
+
+    src (N, S) int64, src_lengths (N,) int64, tgt_in (N, T) int64 (BOS + the target)
+        -> heads.<layer> (N, heads, T, S) float32, one per decoder layer
+
 Memory and state are the flat dicts of the decoding contract, in the order ``encode``
 returns them; their names go into ``bundle.json``, with the dynamic axes of each (``batch``,
 ``src_len``, and ``steps`` for a transformer's key/value caches, which grow by one per step;
@@ -64,6 +69,18 @@ class StepGraph(nn.Module):
         memory = dict(zip(self.spec.memory, tensors[k:]))
         log_probs, state, attn = self.model.log_probs(prev_tokens, state, memory)
         return (log_probs,) + tuple(state[n] for n in self.spec.state) + (attn,)
+
+
+class HeadsGraph(nn.Module):
+    """Teacher forcing of a whole target: each decoder layer's cross-attention, head by head
+    (:meth:`~s2s.models.contract.Seq2Seq.head_attention`), for ``s2s plot attention --heads all``."""
+
+    def __init__(self, model: Seq2Seq):
+        super().__init__()
+        self.model = model
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> tuple[Tensor, ...]:
+        return tuple(self.model.head_attention(src, src_lengths, tgt_in))
 
 
 def sample_batch(vocab_size: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -205,3 +222,36 @@ def add_search_head(path: Path) -> None:
                          helper.make_tensor_value_info("top_indices", TensorProto.INT64, ["blocks", "k"])])
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
+
+
+def export_heads_graph(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> int:
+    """Write ``attention_heads.onnx`` into ``out_dir``; returns the number of decoder layers.
+
+    Only a transformer decoder without coverage traces to a graph whose target length is free
+    (an RNN decoder and coverage go position by position in Python, and a trace would fix T);
+    an RNN decoder's one attention is the step graph's ``attention`` output anyway."""
+    from s2s.errors import BundleError
+    from s2s.models.decoders.transformer import TransformerDecoder
+
+    if not isinstance(model.decoder, TransformerDecoder):
+        raise BundleError("--attention-heads: only a transformer decoder has several heads and layers; an RNN "
+                          "decoder's attention is in every bundle already")
+    if getattr(model.decoder, "coverage", False):
+        raise BundleError("--attention-heads: a decoder with coverage computes its attention position by position, "
+                          "which does not export to one graph")
+    model = model.eval().cpu()
+    src, lengths = sample_batch(model.src_embed.num_embeddings)
+    tgt_in = torch.randint(4, max(model.tgt_embed.num_embeddings, 5), (src.size(0), 5),
+                           generator=torch.Generator().manual_seed(1))
+    tgt_in[:, 0] = 2  # BOS
+    with torch.no_grad():
+        layers = len(model.head_attention(src, lengths, tgt_in))
+    names = [f"heads.{i}" for i in range(layers)]
+    axes = {"src": {0: "batch", 1: "src_len"}, "src_lengths": {0: "batch"}, "tgt_in": {0: "batch", 1: "tgt_len"},
+            **{name: {0: "batch", 2: "tgt_len", 3: "src_len"} for name in names}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(HeadsGraph(model).eval(), (src, lengths, tgt_in), str(out_dir / "attention_heads.onnx"),
+                          dynamo=False, input_names=["src", "src_lengths", "tgt_in"], output_names=names,
+                          dynamic_axes=axes, opset_version=opset)
+    return layers

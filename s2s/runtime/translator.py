@@ -94,6 +94,7 @@ class Translator(base.Translator):
         self.piece_models = self.src_vocab, self.tgt_vocab
         self.copy_extends = bundle.copy_extends
         self.source_to_target = piece_table(self.src_vocab, self.tgt_vocab) if self.copy_extends else None
+        self._heads = None  # attention_heads.onnx's session, opened on first use
 
     @classmethod
     def load(cls, path: str | Path, variant: str | None = None, providers: list[str] | None = None,
@@ -154,10 +155,28 @@ class Translator(base.Translator):
     take_memory = staticmethod(take)
 
     def head_attention(self, line: str, hypothesis) -> list[np.ndarray]:
-        """Not in a bundle: its step graph outputs only the reported attention."""
-        raise BundleError(f"{self.bundle.path}: the decoder-step graph outputs only the attention the model reports "
-                          "(a transformer's last layer, its heads averaged); each layer's and each head's attention "
-                          "needs the training run")
+        """Every decoder layer's cross-attention, each head apart: (heads, T + 1, S + 1) per layer.
+        A transformer bundle replays the hypothesis through ``attention_heads.onnx`` (``s2s export
+        --attention-heads``); an RNN decoder has one layer of one head, the attention the search
+        kept (decode with ``attention=True``)."""
+        files = self.bundle.variants[self.variant]
+        if "attention_heads" in files:
+            if self._heads is None:
+                self._heads = ort.InferenceSession(str(self.bundle.file(files["attention_heads"])),
+                                                   providers=self.providers)
+            ids = self.encode_lines([line])[0]
+            if self.options.max_src_len:  # the source as hypotheses() read it
+                ids = ids[: self.options.max_src_len]
+            feeds = {"src": np.array([[*ids, self.special.eos]], dtype=np.int64),
+                     "src_lengths": np.array([len(ids) + 1], dtype=np.int64),
+                     "tgt_in": np.array([[self.bos, *hypothesis.tokens]], dtype=np.int64)}
+            return [layer[0] for layer in self._heads.run(None, feeds)]
+        if self.bundle.meta["architecture"]["decoder"] == "transformer":
+            raise BundleError(f"{self.bundle.path}: no attention_heads graph; each layer's and each head's attention "
+                              "needs a bundle exported with s2s export --attention-heads (or the training run)")
+        if hypothesis.attention is None:
+            raise ValueError("this hypothesis kept no attention: decode with attention=True")
+        return [np.asarray(hypothesis.attention, dtype=np.float32)[None]]
 
     # ------------------------------------------------------------------ text
     def encode_lines(self, lines: list[str]) -> list[list[int]]:

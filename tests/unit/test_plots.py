@@ -92,13 +92,54 @@ def test_a_layer_the_decoder_lacks_is_refused(tiny_transformer_run):
         attention_panels(run_translator(tiny_transformer_run), TEXT, layer=2)
 
 
-def test_a_bundle_draws_its_reported_attention_and_refuses_heads(tiny_bundle):
+def test_an_rnn_bundle_draws_its_one_head_the_attention_it_reported(tiny_bundle):
     from s2s.runtime import Translator
 
     translator = Translator.load(tiny_bundle)
-    panels = attention_panels(translator, TEXT)
-    assert len(draw_attention(panels).axes) == 1
-    with pytest.raises(BundleError, match="needs the training run"):
+    reported = attention_panels(translator, TEXT)
+    assert len(draw_attention(reported).axes) == 1
+    replayed = attention_panels(translator, TEXT, heads="all")
+    assert replayed.titles == ["layer 0, head 0"] and replayed.target == reported.target
+    np.testing.assert_allclose(replayed.weights, reported.weights)
+
+
+@pytest.fixture(scope="module")
+def heads_bundle(tiny_transformer_run, tmp_path_factory):
+    """The tiny transformer exported with attention_heads.onnx, fp32 and int8."""
+    import s2s.models  # noqa: F401
+    from s2s.export.bundle import export_bundle
+
+    out = tmp_path_factory.mktemp("heads") / "bundle"
+    export_bundle(tiny_transformer_run, out, quantize="int8", attention_heads=True)
+    return out
+
+
+def test_a_bundles_attention_heads_graph_replays_every_layer_as_pytorch_does(tiny_transformer_run, heads_bundle):
+    """Two lengths other than the traced ones (source and target axes are free), both layers."""
+    from s2s.runtime import Translator
+
+    torch_translator, bundle = run_translator(tiny_transformer_run), Translator.load(heads_bundle, "fp32")
+    assert {"attention_heads"} <= set(bundle.bundle.variants["int8"])
+    for text in (TEXT, "A man in a blue shirt is standing on a ladder next to a red house."):
+        best = torch_translator.hypotheses([text])[0][0]
+        want, got = torch_translator.head_attention(text, best), bundle.head_attention(text, best)
+        assert len(got) == len(want) == 2
+        for g, w in zip(got, want):
+            assert g.shape == w.shape == (2, len(best.tokens) + 1, len(bundle.encode_lines([text])[0]) + 1)
+            np.testing.assert_allclose(g, w, atol=1e-5)
+    panels = attention_panels(Translator.load(heads_bundle, "int8"), TEXT, layer=0, heads="all")
+    assert len(draw_attention(panels).axes) == 2 and panels.titles == ["layer 0, head 0", "layer 0, head 1"]
+
+
+def test_a_transformer_bundle_without_the_heads_graph_says_how_to_get_it(tiny_transformer_run, tmp_path):
+    import s2s.models  # noqa: F401
+    from s2s.export.bundle import export_bundle
+    from s2s.runtime import Translator
+
+    export_bundle(tiny_transformer_run, tmp_path / "plain")
+    translator = Translator.load(tmp_path / "plain")
+    assert len(draw_attention(attention_panels(translator, TEXT)).axes) == 1
+    with pytest.raises(BundleError, match="s2s export --attention-heads"):
         attention_panels(translator, TEXT, heads="all")
 
 
@@ -167,7 +208,7 @@ def test_metrics_without_records_or_folder_are_refused(tmp_path):
     (["metrics", "{tmp}"], "metrics.jsonl: no such file"),
     (["attention", "--model", "{tmp}/absent", "--text", "A dog."], "not a run directory"),
     (["attention", "--model", "{bundle}", "--text", ""], "the text to translate is empty"),
-    (["attention", "--model", "{bundle}", "--text", "A dog.", "--heads", "all"], "needs the training run"),
+    (["attention", "--model", "{bundle}", "--text", "A dog.", "--layer", "1"], "layer 1: the decoder has 1 layer"),
     (["attention", "--model", "{bundle}", "--text", "A dog.", "--out", "{tmp}/no/a.png"], "does not exist"),
 ])
 def test_bad_input_is_one_error_line(args, message, tmp_path, tiny_bundle, capsys):
