@@ -189,7 +189,7 @@ class ScriptedValidator:
     def __init__(self, higher_is_better: dict[str, bool], rows: list[dict[str, float]]):
         self.higher_is_better, self.rows, self.calls = higher_is_better, list(rows), 0
 
-    def __call__(self, model):
+    def __call__(self, model, world=None):
         self.calls += 1
         return self.rows.pop(0)
 
