@@ -118,11 +118,8 @@ def record_test_scores(run_dir: str | Path, checkpoint: str, options: dict, scor
 
 
 def last_test_scores(run_dir: str | Path) -> dict:
-    """The last record of ``RUN/test_scores.jsonl`` ({} when none, or the file is unreadable)."""
+    """The last record of ``RUN/test_scores.jsonl`` ({} when none; a cut line is skipped, as
+    :func:`read_metrics` does)."""
     path = Path(run_dir) / "test_scores.jsonl"
-    for line in reversed(path.read_text(encoding="utf-8").splitlines() if path.is_file() else []):
-        try:
-            return json.loads(line)
-        except json.JSONDecodeError:
-            continue
-    return {}
+    records = read_metrics(path) if path.is_file() else []
+    return records[-1] if records else {}

@@ -135,7 +135,11 @@ class RunReporter:
 def _append_lines(path: Path):
     """``path`` open for appending lines; a last line cut short by a killed run is ended first, so
     that the next record starts a line of its own (readers skip the cut one)."""
-    cut = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+    cut = False
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as existing:
+            existing.seek(-1, 2)  # the last byte only: the file grows with the run
+            cut = existing.read(1) != b"\n"
     out = path.open("a", encoding="utf-8")
     if cut:
         out.write("\n")
