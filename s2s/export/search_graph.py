@@ -1,0 +1,405 @@
+"""``search.onnx``: a bundle's whole beam search as one ONNX graph (``s2s export --search``).
+
+The graph is composed from the bundle's own ``encoder`` and ``decoder_step`` graphs, of any model
+family, without PyTorch: the encoder's nodes run once, then an ONNX ``Loop`` runs the decoder
+step's nodes and the beam bookkeeping below at each target position. So every onnxruntime binding
+(C, C++, C#, Java, Node.js, the browser) translates with one ``run`` call::
+
+    src (B, S) int64, src_lengths (B,) int64
+    [beam, n_best, max_len_offset, min_len, max_len, no_repeat_ngram: (1,) int64;
+     max_len_ratio: (1,) float32; length_penalty, coverage_penalty: (1,) float64]
+        -> tokens (B, n_best, T) int64, lengths (B, n_best) int64, scores (B, n_best) float32
+
+The bracketed inputs are initializers holding the bundle's decoding defaults, so a caller may
+leave them out. Beam 1 is greedy. The search is :func:`s2s.search.loops.beam` step for step:
+
+- each sentence's 2K best of ``log_probs + scores`` (+ the constraint mask) over its rows x V,
+  ties to the lower index (ONNX TopK, as the runtime's search head);
+- candidates among the first K that end in EOS join the sentence's finished hypotheses, scored
+  log P / ((5 + |Y|) / 6) ** alpha in float64 (plus the GNMT coverage penalty when it is > 0),
+  until it has K; the first K candidates that are neither EOS nor -inf live on;
+- EOS is banned below ``min_len``; at its maximum length (floor(ratio * |src|) + offset, within
+  [max(min_len, 1), min(max_len or 1024, 1024)]) a row may only end; a token that would repeat an
+  n-gram is banned;
+- the first step runs one row per sentence, then K; a sentence with K finished hypotheses leaves
+  the batch, and the loop stops when none is left or at the longest maximum length.
+
+The finished hypotheses come out best first (stable: equal scores keep the order they finished
+in), ``tokens`` padded with the pad id after ``lengths``; a slot with no hypothesis scores -inf.
+With copy attention over separate vocabularies, ids >= V are the extended ids of
+:mod:`s2s.search.copying`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import GraphProto, TensorProto, helper, numpy_helper
+
+from s2s.export.onnx_builder import Nodes, renamed_graph, reachable
+
+INT64, FLOAT, DOUBLE, BOOL = TensorProto.INT64, TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.BOOL
+CAP = 1024  # s2s.search.constraints.CAP: no hypothesis grows longer
+
+# the optional inputs: name -> (ONNX type, numpy type, DecodeOptions field)
+OPTION_INPUTS = {
+    "beam": (INT64, np.int64, "beam"),
+    "n_best": (INT64, np.int64, "n_best"),
+    "length_penalty": (DOUBLE, np.float64, "length_penalty"),
+    "max_len_ratio": (FLOAT, np.float32, "max_len_ratio"),
+    "max_len_offset": (INT64, np.int64, "max_len_offset"),
+    "min_len": (INT64, np.int64, "min_len"),
+    "max_len": (INT64, np.int64, "max_len"),
+    "no_repeat_ngram": (INT64, np.int64, "no_repeat_ngram"),
+    "coverage_penalty": (DOUBLE, np.float64, "coverage_penalty"),
+}
+OUTPUTS = ("tokens", "lengths", "scores")
+
+
+class _Loop:
+    """Names shared by the builders of the loop body: the carried values as the body receives
+    them (``c``), the step graph's outputs, and the outer-scope scalars."""
+
+    def __init__(self, state: list[str], memory: list[str]):
+        self.state, self.memory = state, memory
+        self.carried = (["tokens"] + [f"state.{n}" for n in state] + [f"memory.{n}" for n in memory]
+                        + ["scores", "history", "alive", "attended", "fin_scores", "fin_tokens", "fin_lens", "fin_count"])
+
+    def c(self, name: str) -> str:
+        return f"body/{name}"
+
+
+def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: list[str], memory: list[str],
+                   memory_per_sentence: bool, vocab: int, copy_extends: bool, special, defaults) -> onnx.ModelProto:
+    """``search.onnx`` from a bundle's ``encoder`` and ``decoder_step`` graphs (either variant).
+    ``state``/``memory``: the contract's names in order (``bundle.json``); ``vocab``: V;
+    ``special``: :class:`~s2s.search.hypotheses.SpecialIds`; ``defaults``: the
+    :class:`~s2s.search.options.DecodeOptions` the optional inputs hold."""
+    fed = {i.name for i in step.graph.input} | {i.name for i in step.graph.initializer}
+    memory = [n for n in memory if f"memory.{n}" in fed]  # the step reads these; the rest stay behind
+    loop = _Loop(state, memory)
+    g = Nodes("search/")
+    inputs = [helper.make_tensor_value_info("src", INT64, ["batch", "src_len"]),
+              helper.make_tensor_value_info("src_lengths", INT64, ["batch"])]
+    initializers = []
+    for name, (kind, dtype, field) in OPTION_INPUTS.items():
+        inputs.append(helper.make_tensor_value_info(name, kind, [1]))
+        initializers.append(numpy_helper.from_array(np.array([getattr(defaults, field)], dtype=dtype), name))
+    enc_nodes, enc_inits, enc_shapes = renamed_graph(encoder.graph, {"src": "src", "src_lengths": "src_lengths"}, "enc/")
+    initializers += enc_inits
+    kept = reachable(step.graph, ["log_probs", "attention"] + [f"next.{n}" for n in state])
+    mapping = {"prev_tokens": loop.c("tokens"), **{f"state.{n}": loop.c(f"state.{n}") for n in state},
+               **{f"memory.{n}": loop.c(f"memory.{n}") for n in memory}}
+    step_nodes, step_inits, step_shapes = renamed_graph(step.graph, mapping, "step/", keep=kept)
+    initializers += [t for t in step_inits if t.name not in mapping.values()]
+    types = {i.name: i.type.tensor_type.elem_type for i in list(encoder.graph.output) + list(step.graph.input)}
+    # the declared shapes of the graphs' inputs and outputs, now inner values: fusions check them
+    enc_shapes += [_renamed_value(v, f"enc/{v.name}") for v in encoder.graph.output]
+    step_shapes += [_renamed_value(v, mapping.get(v.name, f"step/{v.name}")) for v in step.graph.input
+                    if v.name in mapping]
+    step_shapes += [_renamed_value(v, f"step/{v.name}") for v in step.graph.output
+                    if v.name in ("log_probs", "attention") or v.name.startswith("next.")]
+    first = _start(g, loop, vocab, copy_extends, memory_per_sentence, special, types)
+    body = _body(loop, step_nodes, memory_per_sentence, special, types)
+    body.value_info.extend(step_shapes)
+    carried_out = [g.name(f"final_{n}") for n in loop.carried]
+    g.nodes.append(helper.make_node("Loop", [first["trip"], first["cond"]] + [first[n] for n in loop.carried],
+                                    carried_out, name="search/loop", body=body))
+    final = dict(zip(loop.carried, carried_out))
+    _outputs(g, final["fin_scores"], final["fin_tokens"], final["fin_lens"])
+    graph = helper.make_graph(enc_nodes + g.nodes, "s2s-search", inputs,
+                              [helper.make_tensor_value_info("tokens", INT64, ["batch", "n_best", "steps"]),
+                               helper.make_tensor_value_info("lengths", INT64, ["batch", "n_best"]),
+                               helper.make_tensor_value_info("scores", FLOAT, ["batch", "n_best"])],
+                              initializers, value_info=enc_shapes)
+    opsets = {o.domain: o.version for o in list(encoder.opset_import) + list(step.opset_import)}
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
+                              producer_name="s2s")
+    model.ir_version = max(encoder.ir_version, step.ir_version)
+    return model
+
+
+def _renamed_value(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
+    copy = onnx.ValueInfoProto()
+    copy.CopyFrom(value)
+    copy.name = name
+    return copy
+
+
+def _start(g: Nodes, loop: _Loop, vocab: int, copy_extends: bool, per_sentence: bool, special, types) -> dict:
+    """The loop's initial values: one row per sentence (K when V < 2K, as the Python search),
+    BOS, scores 0, no history, no finished hypothesis; and the trip count and the limits."""
+    beam, src = "beam", "src"
+    batch = g.shape(src, 0)
+    src_len = g.shape(src, 1)
+    width_w = g("Add", g.i64([vocab]), src_len) if copy_extends else g.i64([vocab])
+    width = g("Where", g("GreaterOrEqual", width_w, g("Mul", beam, g.i64([2]))), g.i64([1]), beam)
+    expand = g.flat(g("Expand", g.unsqueeze(g.range(batch), 1), g.cat(batch, width)))
+    rows = g("Mul", batch, width)
+    v = {"tokens": g("Expand", g.i64([special.bos]), rows)}
+    for n in loop.state:
+        v[f"state.{n}"] = g("Gather", f"enc/state.{n}", expand, axis=0)
+    for n in loop.memory:
+        v[f"memory.{n}"] = f"enc/memory.{n}" if per_sentence else g("Gather", f"enc/memory.{n}", expand, axis=0)
+    first = g("Equal", g.range(width), g.i64(0))
+    v["scores"] = g("Expand", g("Where", first, g.f32(0.0), g.f32(-np.inf)), g.cat(batch, width))
+    v["history"] = g.filled(g.cat(rows, g.i64([0])), INT64, 0)
+    v["alive"] = g.range(batch)
+    v["attended"] = g.filled(g.cat(rows, src_len), FLOAT, 0.0)
+    v["fin_scores"] = g.filled(g.cat(batch, beam), DOUBLE, -np.inf)
+    v["fin_tokens"] = g.filled(g.cat(batch, beam, g.i64([0])), INT64, special.pad)
+    v["fin_lens"] = g.filled(g.cat(batch, beam), INT64, 0)
+    v["fin_count"] = g.filled(batch, INT64, 0)
+    g.identity(g.i64([special.eos]), "eos")  # the body compares tokens with search/eos
+    g.identity(g.scalar(g("Equal", beam, g.i64([1]))), "greedy")
+    v["max_lens"] = g.identity(_max_lengths(g), "max_lens")
+    v["trip"] = g("Add", g("ReduceMax", v["max_lens"], keepdims=0), g.i64(1))
+    v["cond"] = g.const(np.array(True))
+    return v
+
+
+def _max_lengths(g: Nodes) -> str:
+    """:func:`s2s.search.constraints.max_lengths`: floor(|src| * ratio) + offset, clipped to
+    [min(max(min_len, 1), cap), cap], cap = min(max_len, 1024) when max_len > 0."""
+    limit = g("Add", g("Cast", g("Floor", g("Mul", g("Cast", "src_lengths", to=FLOAT), "max_len_ratio")), to=INT64),
+              "max_len_offset")
+    cap = g("Where", g("Greater", "max_len", g.i64([0])), g("Min", "max_len", g.i64([CAP])), g.i64([CAP]))
+    low = g("Min", g("Max", "min_len", g.i64([1])), cap)
+    return g("Min", g("Max", limit, low), cap)
+
+
+def _body(loop: _Loop, step_nodes: list, per_sentence: bool, special, types) -> GraphProto:
+    """One search step: the decoder step, the constraint mask, the top 2K, finished hypotheses,
+    survivors, and the batch without its finished sentences."""
+    g = Nodes("body/")
+    c = loop.c
+    t = "body/t"
+    alive = c("alive")
+    blocks = g.shape(alive, 0)
+    rows = g.shape(c("tokens"), 0)
+    width = g("Div", rows, blocks)
+    vocab = g("Slice", g("Shape", "step/log_probs"), g.i64([1]), g.i64([2]))
+    beam = "beam"
+    limit_hit = g("LessOrEqual", g("Gather", "search/max_lens", alive, axis=0), t)  # (A,)
+    total = _scored(g, loop, t, limit_hit, width, blocks, vocab, special)
+    values, index = g("TopK", g("Reshape", total, g.cat(blocks, g.i64([-1]))), g("Mul", beam, g.i64([2])),
+                      axis=1, outs=2)
+    first_score = g("Slice", c("scores"), g.i64([0]), g.i64([1]), g.i64([1]))  # (A, 1): greedy's one row each
+    values = g("Add", values, g("Where", "search/greedy", first_score, g.f32(0.0)))
+    top_beam, top_token = g("Div", index, vocab), g("Mod", index, vocab)
+    first_k = {name: g("Slice", x, g.i64([0]), beam, g.i64([1])) for name, x in
+               (("values", values), ("token", top_token), ("beam", top_beam))}
+    attended = g("Add", c("attended"), "step/attention")
+    fin, count = _finish(g, loop, t, first_k, width, blocks, attended)
+    scores, keep_rows, tokens = _survivors(g, values, top_beam, top_token, width, blocks, special)
+    return _next(g, loop, fin, count, scores, keep_rows, tokens, attended, blocks, step_nodes, per_sentence,
+                 special, types)
+
+
+def _scored(g: Nodes, loop: _Loop, t: str, limit_hit: str, width: str, blocks: str, vocab: str, special) -> str:
+    """log_probs + scores (N, W), and the constraint mask added when a constraint bites this
+    step (below min_len, a row at its limit, or n-grams to check), as in
+    :class:`s2s.search.constraints.Constraints`."""
+    c = loop.c
+    # greedy (beam 1) ranks each row's raw log-probabilities, as s2s.search.loops.greedy does
+    # (adding the row's score first could round two candidates to a tie), and adds the score after
+    scores = g("Reshape", g("Where", "search/greedy", g.f32(0.0), c("scores")), g.i64([-1, 1]))
+    n = g.scalar("no_repeat_ngram")
+    windows = g("Where", g("Greater", n, g.i64(0)), g("Max", g("Add", g("Sub", t, n), g.i64(1)), g.i64(0)), g.i64(0))
+    below_min = g.scalar(g("Less", t, "min_len"))
+    bites = g("Or", g("Or", below_min, g("Cast", g("ReduceMax", g("Cast", limit_hit, to=INT64), keepdims=0),
+                                           to=BOOL)), g("Greater", windows, g.i64(0)))
+    m = Nodes("mask/")
+    col = m.range(m.scalar(vocab))
+    is_eos = m("Equal", col, m.i64(special.eos))
+    at_limit = m("Reshape", m("Expand", m.unsqueeze(limit_hit, 1), m.cat(blocks, width)), m.i64([-1, 1]))
+    others = m("Or", m("And", is_eos, below_min), _ngram_bans(m, c("history"), t, n, windows, vocab))
+    banned = m("Or", m("And", at_limit, m("Not", is_eos)), m("And", m("Not", at_limit), others))
+    mask = m("Where", banned, m.f32(-np.inf), m.f32(0.0))
+    masked = m("Add", "step/log_probs", m("Add", scores, mask))
+    plain = Nodes("plain/")
+    unmasked = plain("Add", "step/log_probs", scores)
+    return g("If", bites, then_branch=m.graph("masked", [masked], [FLOAT]),
+             else_branch=plain.graph("unmasked", [unmasked], [FLOAT]))
+
+
+def _ngram_bans(m: Nodes, history: str, t: str, n: str, windows: str, vocab: str) -> str:
+    """(N, W) True where a token would complete an n-gram the row already holds: for each of
+    the ``windows`` earlier positions i whose n - 1 tokens equal the row's last n - 1, the token
+    at i + n - 1 (:meth:`s2s.search.constraints.Constraints.ngram_bans`)."""
+    # n - 1, or 0 when no window is checked (n = 0, or too few tokens yet): the shapes then agree
+    before = m("Where", m("Greater", windows, m.i64(0)), m("Sub", n, m.i64(1)), m.i64(0))
+    starts = m.range(windows)  # (Wn,)
+    spans = m("Add", m.unsqueeze(starts, 1), m.unsqueeze(m.range(before), 0))  # (Wn, n-1)
+    grams = m("Gather", history, spans, axis=1)  # (N, Wn, n-1)
+    suffix = m("Slice", history, m.unsqueeze(m("Sub", t, before), 0), m.unsqueeze(t, 0), m.i64([1]))  # (N, n-1)
+    differ = m("ReduceSum", m("Cast", m("Not", m("Equal", grams, m.unsqueeze(suffix, 1))), to=INT64), m.i64([2]),
+               keepdims=0)
+    following = m("Gather", history, m("Add", starts, before), axis=1)  # (N, Wn)
+    target = m("Where", m("Equal", differ, m.i64(0)), following, m.scalar(vocab))  # no match: a spare column
+    rows = m.shape(history, 0)
+    spare = m.filled(m.cat(rows, m("Add", vocab, m.i64([1]))), FLOAT, 0.0)
+    hits = m("ScatterElements", spare, target, m("Expand", m.f32(1.0), m("Shape", target)), axis=1)
+    return m("Greater", m("Slice", hits, m.i64([0]), vocab, m.i64([1])), m.f32(0.0))
+
+
+def _finish(g: Nodes, loop: _Loop, t: str, first_k: dict, width: str, blocks: str, attended: str):
+    """Candidates among each sentence's first K that end in EOS (and are not -inf) join its
+    finished hypotheses in rank order until it has K (:meth:`s2s.search.candidates.StepChoice.finish`).
+    Returns the fin_* values after the step and each live sentence's count (A,)."""
+    c = loop.c
+    ends = g("And", g("Equal", first_k["token"], "search/eos"), g("Not", g("IsInf", first_k["values"])))
+    count = g("Gather", c("fin_count"), c("alive"), axis=0)
+    slot = g("Sub", g("Add", g.unsqueeze(count, 1), g("CumSum", g("Cast", ends, to=INT64), g.i64(1))), g.i64(1))
+    accept = g("And", ends, g("Less", slot, "beam"))
+    count = g("Add", count, g("ReduceSum", g("Cast", accept, to=INT64), g.i64([1]), keepdims=0))
+    any_end = g("Greater", g("ReduceSum", g("Cast", accept, to=INT64), keepdims=0), g.i64(0))
+    f = Nodes("finish/")
+    rows_k = f("Add", f("Mul", f.unsqueeze(f.range(f.scalar(blocks)), 1), width), first_k["beam"])  # (A, K)
+    length_penalty = f("Pow", f("Div", f("Add", f("Cast", t, to=DOUBLE), f.f64(6.0)), f.f64(6.0)), "length_penalty")
+    score = f("Div", f("Cast", first_k["values"], to=DOUBLE), length_penalty)
+    score = _coverage(f, loop, score, rows_k, attended)
+    onehot = f("And", f.unsqueeze(accept, 2),
+               f("Equal", f.unsqueeze(slot, 2), f("Reshape", f.range(f.scalar("beam")), f.i64([1, 1, -1]))))
+    hot = f("Cast", onehot, to=TensorProto.INT32)
+    filled = f("Greater", f("ReduceMax", hot, axes=[1], keepdims=0), f.i32(0))  # (A, K slots)
+    rank = f("ArgMax", hot, axis=1, keepdims=0)  # which candidate fills each slot
+    where = f.unsqueeze(c("alive"), 1)
+    out = []
+    for name, new in (("fin_scores", f("GatherElements", score, rank, axis=1)), ("fin_lens", t),
+                      ("fin_tokens", f("Gather", c("history"), f("GatherElements", rows_k, rank, axis=1), axis=0))):
+        old = f("Gather", c(name), c("alive"), axis=0)
+        keep = f.unsqueeze(filled, 2) if name == "fin_tokens" else filled
+        out.append(f("ScatterND", c(name), where, f("Where", keep, new, old)))
+    out.append(f("ScatterND", c("fin_count"), where, count))
+    same = Nodes("unfinished/")
+    kept = [same.identity(c(n)) for n in ("fin_scores", "fin_lens", "fin_tokens", "fin_count")]
+    kinds = [DOUBLE, INT64, INT64, INT64]
+    fin = g("If", any_end, outs=4, then_branch=f.graph("finished", out, kinds),
+            else_branch=same.graph("none_finished", kept, kinds))
+    return dict(zip(("fin_scores", "fin_lens", "fin_tokens", "fin_count"), fin)), count
+
+
+def _coverage(f: Nodes, loop: _Loop, score: str, rows_k: str, attended: str) -> str:
+    """score + the GNMT coverage penalty beta * sum_i log(min(sum_t a_ti, 1)) over each
+    sentence's real source positions (:class:`s2s.search.hypotheses.CoveragePenalty`), when
+    beta > 0."""
+    p = Nodes("coverage/")
+    sums = p("Cast", p("Gather", attended, rows_k, axis=0), to=DOUBLE)  # (A, K, S)
+    lengths = p("Gather", "src_lengths", loop.c("alive"), axis=0)
+    real = p("Less", p("Reshape", p.range(p.scalar(p.shape(attended, 1))), p.i64([1, 1, -1])),
+             p("Reshape", lengths, p.i64([-1, 1, 1])))
+    logs = p("Where", real, p("Log", p("Min", sums, p.f64(1.0))), p.f64(0.0))
+    penalized = p("Add", score, p("Mul", "coverage_penalty", p("ReduceSum", logs, p.i64([2]), keepdims=0)))
+    same = Nodes("no_coverage/")
+    unchanged = same.identity(score)
+    on = f.scalar(f("Greater", "coverage_penalty", f.f64(0.0)))
+    return f("If", on, then_branch=p.graph("penalized", [penalized], [DOUBLE]),
+             else_branch=same.graph("unpenalized", [unchanged], [DOUBLE]))
+
+
+def _survivors(g: Nodes, values: str, top_beam: str, top_token: str, width: str, blocks: str, special):
+    """The first K candidates that are neither EOS nor -inf, then banned ones at -inf, in rank
+    order (:func:`s2s.search.candidates.survivors`): scores (A, K), rows (A, K), tokens (A, K)."""
+    banned = g("Or", g("Equal", top_token, "search/eos"), g("IsInf", values))
+    wanted = g("Mul", "beam", g.i64([2]))
+    order = g("Add", g("Mul", g("Cast", banned, to=INT64), wanted), g.range(g.scalar(wanted)))
+    _, keep = g("TopK", order, "beam", axis=1, largest=0, outs=2)
+    scores = g("Where", g("GatherElements", banned, keep, axis=1), g.f32(-np.inf),
+               g("GatherElements", values, keep, axis=1))
+    rows = g("Add", g("Mul", g.unsqueeze(g.range(g.scalar(blocks)), 1), width),
+             g("GatherElements", top_beam, keep, axis=1))
+    return scores, rows, g("GatherElements", top_token, keep, axis=1)
+
+
+def _next(g: Nodes, loop: _Loop, fin: dict, count: str, scores: str, keep_rows: str, tokens: str, attended: str,
+          blocks: str, step_nodes: list, per_sentence: bool, special, types) -> GraphProto:
+    """The carried values of the next step: sentences with K finished hypotheses leave; the
+    state, history and attention sums follow the surviving rows; the memory follows the
+    sentences (and grows from one row to K per sentence after the first step)."""
+    c = loop.c
+    live = g("Not", g("GreaterOrEqual", count, "beam"))
+    # Greedy keeps every row to the end, feeding EOS to finished ones, as s2s.search.loops.greedy
+    # does: with int8 graphs a row's numbers depend on the other rows of its batch (the
+    # activations are quantized per tensor), so the batch must be the same to give the same tokens.
+    leave, keep_all = Nodes("leave/"), Nodes("keep_all/")
+    stay = g("If", "search/greedy",
+             then_branch=keep_all.graph("all_rows", [keep_all.range(blocks)], [INT64]),
+             else_branch=leave.graph("live_rows", [leave("Squeeze", leave("NonZero", live), leave.i64([0]))], [INT64]))
+    tokens = g("Where", g("Not", g.unsqueeze(live, 1)), "search/eos", tokens)  # (A, K)
+    rows = g.flat(g("Gather", keep_rows, stay, axis=0))
+    nxt = {"tokens": g.flat(g("Gather", tokens, stay, axis=0)), "scores": g("Gather", scores, stay, axis=0),
+           "alive": g("Gather", c("alive"), stay, axis=0), "attended": g("Gather", attended, rows, axis=0)}
+    for n in loop.state:
+        nxt[f"state.{n}"] = g("Gather", f"step/next.{n}", rows, axis=0)
+    nxt["history"] = g("Concat", g("Gather", c("history"), rows, axis=0), g.unsqueeze(nxt["tokens"], 1), axis=1)
+    pad = g.filled(g.cat(g("Slice", g("Shape", fin["fin_tokens"]), g.i64([0]), g.i64([2])), g.i64([1])), INT64,
+                   special.pad)
+    nxt["fin_tokens"] = g("Concat", fin["fin_tokens"], pad, axis=2)
+    nxt.update({n: g.identity(fin[n]) for n in ("fin_scores", "fin_lens", "fin_count")})
+    nxt.update(_memory(g, loop, stay, blocks, per_sentence, types))
+    cond = g("Cast", g("ReduceMax", g("Cast", live, to=INT64), keepdims=0), to=BOOL)
+    outputs = [helper.make_tensor_value_info(g.identity(cond, "cond_out"), BOOL, [])]
+    outputs += [helper.make_tensor_value_info(g.identity(nxt[n], f"out_{n}"), _kind(n, types), None)
+                for n in loop.carried]
+    inputs = [helper.make_tensor_value_info("body/t", INT64, []), helper.make_tensor_value_info("body/cond", BOOL, [])]
+    inputs += [helper.make_tensor_value_info(c(n), _kind(n, types), None) for n in loop.carried]
+    return helper.make_graph(step_nodes + g.nodes, "search_step", inputs, outputs)
+
+
+def _memory(g: Nodes, loop: _Loop, stay: str, blocks: str, per_sentence: bool, types) -> dict:
+    """The memory rows of the live sentences: gathered only when a sentence left or the first
+    step's one row per sentence becomes K (an ``If``, so that most steps copy nothing)."""
+    c = loop.c
+    if not loop.memory:
+        return {}
+    left = g("Less", g.shape(stay, 0), blocks)
+    if per_sentence:
+        rows, move = stay, left
+    else:
+        per = g("Div", g.shape(c(f"memory.{loop.memory[0]}"), 0), blocks)
+        rows = g.flat(g("Expand", g.unsqueeze(g("Mul", stay, per), 1), g.cat(g.shape(stay, 0), "beam")))
+        move = g("Or", left, g("Not", g("Equal", per, "beam")))
+    moved, same = Nodes("move/"), Nodes("stay/")
+    names = [f"memory.{n}" for n in loop.memory]
+    kinds = [_kind(n, types) for n in names]
+    out = g("If", g.scalar(move), outs=len(names),
+            then_branch=moved.graph("moved", [moved("Gather", c(n), rows, axis=0) for n in names], kinds),
+            else_branch=same.graph("kept", [same.identity(c(n)) for n in names], kinds))
+    return dict(zip(names, [out] if len(names) == 1 else out))
+
+
+def _kind(name: str, types: dict) -> int:
+    fixed = {"tokens": INT64, "scores": FLOAT, "history": INT64, "alive": INT64, "attended": FLOAT,
+             "fin_scores": DOUBLE, "fin_tokens": INT64, "fin_lens": INT64, "fin_count": INT64}
+    return fixed[name] if name in fixed else types[name]
+
+
+def _outputs(g: Nodes, fin_scores: str, fin_tokens: str, fin_lens: str) -> None:
+    """Each sentence's n_best finished hypotheses, best first; TopK keeps equal scores in slot
+    order, which is the order they finished in (Python's stable sort)."""
+    best, order = g("TopK", fin_scores, "n_best", axis=1, outs=2)
+    shape = g("Shape", fin_tokens)
+    index = g("Expand", g.unsqueeze(order, 2),
+              g.cat(g("Slice", shape, g.i64([0]), g.i64([1])), "n_best", g("Slice", shape, g.i64([2]), g.i64([3]))))
+    g.nodes.append(helper.make_node("GatherElements", [fin_tokens, index], ["tokens"], axis=1, name="search/tokens"))
+    g.nodes.append(helper.make_node("GatherElements", [fin_lens, order], ["lengths"], axis=1, name="search/lengths"))
+    g.nodes.append(helper.make_node("Cast", [best], ["scores"], to=FLOAT, name="search/scores"))
+
+
+def write_search_graph(bundle_dir: Path, variant: str, meta: dict, special, defaults) -> str:
+    """Compose and write ``search[.variant].onnx`` beside the variant's graphs; returns its name."""
+    files = meta["graphs"]["variants"][variant]
+    encoder = onnx.load(str(bundle_dir / files["encoder"]))
+    step = onnx.load(str(bundle_dir / files["decoder_step"]))
+    graphs = meta["graphs"]
+    model = compose_search(encoder, step, state=[s["name"] for s in graphs["state"]],
+                           memory=[m["name"] for m in graphs["memory"]],
+                           memory_per_sentence=bool(graphs.get("memory_per_sentence")),
+                           vocab=int(meta["vocab"]["target_size"]), copy_extends=bool(graphs.get("copy_extends")),
+                           special=special, defaults=defaults)
+    name = "search.onnx" if variant == "fp32" else f"search.{variant}.onnx"
+    onnx.save(model, str(bundle_dir / name))
+    return name
