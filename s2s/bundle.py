@@ -18,7 +18,7 @@ from s2s.search.options import DecodeOptions
 FORMAT = "s2s-bundle"
 VERSION = 1
 GRAPH_ROLES = ("encoder", "decoder_step")
-OPTIONAL_ROLES = ("attention_heads",)  # s2s export --attention-heads
+OPTIONAL_ROLES = ("attention_heads", "search", "weights")  # --attention-heads; --search (and its shared weights)
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,13 @@ def quantize_int8(src: Path, dst: Path) -> None:
 
 def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None, opset: int = OPSET,
                   checkpoint: str = "best", sample: list[str] | None = None, test_bleu: float | None = None,
-                  keep_fp32: bool = True, attention_heads: bool = False) -> dict:
+                  keep_fp32: bool = True, attention_heads: bool = False, search: bool = False) -> dict:
     """Export ``run`` to the bundle folder ``out``; returns the written ``bundle.json`` content.
     Without ``keep_fp32`` (only with ``quantize``) the fp32 graphs are verified against PyTorch,
     then left out of the bundle: the int8 graphs are quantized from them, and the bundle is about
     a quarter of the size. With ``attention_heads`` the bundle also holds
-    ``attention_heads.onnx`` (each decoder layer's heads, for ``s2s plot attention --heads all``)."""
+    ``attention_heads.onnx`` (each decoder layer's heads, for ``s2s plot attention --heads all``).
+    With ``search`` each variant also gets ``search.onnx`` (:func:`add_search_graphs`)."""
     from s2s.export.parity import verify
 
     run, out = Path(run), Path(out)
@@ -92,6 +93,8 @@ def export_bundle(run: str | Path, out: str | Path, quantize: str | None = None,
             for name in meta["graphs"]["variants"].pop("fp32").values():
                 (work / name).unlink()
         write_bundle_json(meta, work)
+        if search:
+            add_search_graphs(work, sample)
         work.chmod(0o755)  # mkdtemp made it private
         if out.exists():
             shutil.rmtree(out)
@@ -137,3 +140,45 @@ def _metadata(recipe: Recipe, run: Path, checkpoint: str, model, spec, variants,
             "parameters": count_parameters_by_part(model),
         },
     )
+
+
+def add_search_graphs(folder: str | Path, sample: list[str] | None = None) -> dict:
+    """Add ``search[.variant].onnx`` to each variant of the bundle in ``folder`` (a bundle written
+    by any earlier export: only its graphs are read), then keep each variant's tensors in one
+    ``weights[.variant].bin`` shared by its graphs (:mod:`s2s.export.weights`). The graph search
+    must give the Python search's tokens on the sample sentences, greedy and beam 5, or the
+    bundle is left as it was. Returns the new ``bundle.json`` content."""
+    import json
+
+    from s2s.bundle import read_bundle
+    from s2s.export.parity import DEFAULT_SAMPLE
+    from s2s.export.search_graph import write_search_graph
+    from s2s.export.weights import share_weights
+    from s2s.runtime.translator import Translator
+
+    folder = Path(folder)
+    bundle = read_bundle(folder)
+    meta = json.loads(json.dumps(bundle.meta))
+    written = []
+    try:
+        for variant, files in meta["graphs"]["variants"].items():
+            files["search"] = write_search_graph(folder, variant, meta, bundle.special, bundle.decode)
+            written.append(files["search"])
+            weights = "weights.bin" if variant == "fp32" else f"weights.{variant}.bin"
+            share_weights(folder, [name for role, name in files.items() if role != "weights"], weights)
+            files["weights"] = weights
+        write_bundle_json(meta, folder)
+        for variant in meta["graphs"]["variants"]:
+            python = Translator.load(folder, variant, providers=["CPUExecutionProvider"])
+            graph = Translator.load(folder, variant, providers=["CPUExecutionProvider"], search="graph")
+            lines = sample or DEFAULT_SAMPLE
+            for beam in (1, 5):
+                if python.translate(lines, beam=beam) != graph.translate(lines, beam=beam):
+                    raise BundleError(f"{folder}: search.onnx ({variant}) differs from the Python search at beam "
+                                      f"{beam} on the sample sentences")
+    except BaseException:
+        write_bundle_json(bundle.meta, folder)  # the graphs still read: their weights file is complete
+        for name in written:
+            (folder / name).unlink(missing_ok=True)
+        raise
+    return meta

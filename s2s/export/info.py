@@ -158,6 +158,8 @@ def _graph_weights(bundle: Bundle) -> tuple[dict, str]:
     variant = bundle.default_variant
     counts = {}
     for role, name in bundle.variants[variant].items():
+        if role == "weights":  # the graphs' shared tensors: counted in each graph that names them
+            continue
         graph = onnx.load(str(bundle.file(name)), load_external_data=False).graph
         counts[f"{role} graph"] = sum(_product(t.dims) for t in graph.initializer)
     return counts, f"ONNX initializers of the {variant} graphs"

@@ -8,7 +8,8 @@ step's nodes and the beam bookkeeping below at each target position. So every on
     src (B, S) int64, src_lengths (B,) int64
     [beam, n_best, max_len_offset, min_len, max_len, no_repeat_ngram: (1,) int64;
      max_len_ratio: (1,) float32; length_penalty, coverage_penalty: (1,) float64]
-        -> tokens (B, n_best, T) int64, lengths (B, n_best) int64, scores (B, n_best) float32
+        -> tokens (B, n_best, T) int64, lengths (B, n_best) int64, scores (B, n_best) float32,
+           log_probs (B, n_best) float32
 
 The bracketed inputs are initializers holding the bundle's decoding defaults, so a caller may
 leave them out. Beam 1 is greedy. The search is :func:`s2s.search.loops.beam` step for step:
@@ -25,7 +26,8 @@ leave them out. Beam 1 is greedy. The search is :func:`s2s.search.loops.beam` st
   the batch, and the loop stops when none is left or at the longest maximum length.
 
 The finished hypotheses come out best first (stable: equal scores keep the order they finished
-in), ``tokens`` padded with the pad id after ``lengths``; a slot with no hypothesis scores -inf.
+in), ``tokens`` padded with the pad id after ``lengths``, ``scores`` the ranking scores and
+``log_probs`` the summed log-probabilities; a slot with no hypothesis scores -inf.
 With copy attention over separate vocabularies, ids >= V are the extended ids of
 :mod:`s2s.search.copying`.
 """
@@ -55,7 +57,7 @@ OPTION_INPUTS = {
     "no_repeat_ngram": (INT64, np.int64, "no_repeat_ngram"),
     "coverage_penalty": (DOUBLE, np.float64, "coverage_penalty"),
 }
-OUTPUTS = ("tokens", "lengths", "scores")
+OUTPUTS = ("tokens", "lengths", "scores", "log_probs")
 
 
 class _Loop:
@@ -65,7 +67,8 @@ class _Loop:
     def __init__(self, state: list[str], memory: list[str]):
         self.state, self.memory = state, memory
         self.carried = (["tokens"] + [f"state.{n}" for n in state] + [f"memory.{n}" for n in memory]
-                        + ["scores", "history", "alive", "attended", "fin_scores", "fin_tokens", "fin_lens", "fin_count"])
+                        + ["scores", "history", "alive", "attended", "fin_scores", "fin_log_probs", "fin_tokens", "fin_lens",
+                           "fin_count"])
 
     def c(self, name: str) -> str:
         return f"body/{name}"
@@ -94,6 +97,7 @@ def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: li
                **{f"memory.{n}": loop.c(f"memory.{n}") for n in memory}}
     step_nodes, step_inits, step_shapes = renamed_graph(step.graph, mapping, "step/", keep=kept)
     initializers += [t for t in step_inits if t.name not in mapping.values()]
+    step_nodes = _hoist_constants(step_nodes, initializers)
     types = {i.name: i.type.tensor_type.elem_type for i in list(encoder.graph.output) + list(step.graph.input)}
     # the declared shapes of the graphs' inputs and outputs, now inner values: fusions check them
     enc_shapes += [_renamed_value(v, f"enc/{v.name}") for v in encoder.graph.output]
@@ -108,17 +112,34 @@ def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: li
     g.nodes.append(helper.make_node("Loop", [first["trip"], first["cond"]] + [first[n] for n in loop.carried],
                                     carried_out, name="search/loop", body=body))
     final = dict(zip(loop.carried, carried_out))
-    _outputs(g, final["fin_scores"], final["fin_tokens"], final["fin_lens"])
+    _outputs(g, final)
     graph = helper.make_graph(enc_nodes + g.nodes, "s2s-search", inputs,
                               [helper.make_tensor_value_info("tokens", INT64, ["batch", "n_best", "steps"]),
                                helper.make_tensor_value_info("lengths", INT64, ["batch", "n_best"]),
-                               helper.make_tensor_value_info("scores", FLOAT, ["batch", "n_best"])],
+                               helper.make_tensor_value_info("scores", FLOAT, ["batch", "n_best"]),
+                               helper.make_tensor_value_info("log_probs", FLOAT, ["batch", "n_best"])],
                               initializers, value_info=enc_shapes)
     opsets = {o.domain: o.version for o in list(encoder.opset_import) + list(step.opset_import)}
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
                               producer_name="s2s")
     model.ir_version = max(encoder.ir_version, step.ir_version)
     return model
+
+
+def _hoist_constants(nodes: list, initializers: list) -> list:
+    """The step's ``Constant`` nodes (a position table, say) become initializers of the outer
+    graph, which the loop body reads: computed once, and stored where weights are shared."""
+    kept = []
+    for node in nodes:
+        value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
+        if value is None:
+            kept.append(node)
+            continue
+        tensor = onnx.TensorProto()
+        tensor.CopyFrom(value)
+        tensor.name = node.output[0]
+        initializers.append(tensor)
+    return kept
 
 
 def _renamed_value(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
@@ -150,6 +171,7 @@ def _start(g: Nodes, loop: _Loop, vocab: int, copy_extends: bool, per_sentence: 
     v["attended"] = g.filled(g.cat(rows, src_len), FLOAT, 0.0)
     v["fin_scores"] = g.filled(g.cat(batch, beam), DOUBLE, -np.inf)
     v["fin_tokens"] = g.filled(g.cat(batch, beam, g.i64([0])), INT64, special.pad)
+    v["fin_log_probs"] = g.filled(g.cat(batch, beam), FLOAT, -np.inf)
     v["fin_lens"] = g.filled(g.cat(batch, beam), INT64, 0)
     v["fin_count"] = g.filled(batch, INT64, 0)
     g.identity(g.i64([special.eos]), "eos")  # the body compares tokens with search/eos
@@ -268,18 +290,20 @@ def _finish(g: Nodes, loop: _Loop, t: str, first_k: dict, width: str, blocks: st
     rank = f("ArgMax", hot, axis=1, keepdims=0)  # which candidate fills each slot
     where = f.unsqueeze(c("alive"), 1)
     out = []
-    for name, new in (("fin_scores", f("GatherElements", score, rank, axis=1)), ("fin_lens", t),
+    for name, new in (("fin_scores", f("GatherElements", score, rank, axis=1)),
+                      ("fin_log_probs", f("GatherElements", first_k["values"], rank, axis=1)), ("fin_lens", t),
                       ("fin_tokens", f("Gather", c("history"), f("GatherElements", rows_k, rank, axis=1), axis=0))):
         old = f("Gather", c(name), c("alive"), axis=0)
         keep = f.unsqueeze(filled, 2) if name == "fin_tokens" else filled
         out.append(f("ScatterND", c(name), where, f("Where", keep, new, old)))
     out.append(f("ScatterND", c("fin_count"), where, count))
     same = Nodes("unfinished/")
-    kept = [same.identity(c(n)) for n in ("fin_scores", "fin_lens", "fin_tokens", "fin_count")]
-    kinds = [DOUBLE, INT64, INT64, INT64]
-    fin = g("If", any_end, outs=4, then_branch=f.graph("finished", out, kinds),
+    names = ("fin_scores", "fin_log_probs", "fin_lens", "fin_tokens", "fin_count")
+    kept = [same.identity(c(n)) for n in names]
+    kinds = [DOUBLE, FLOAT, INT64, INT64, INT64]
+    fin = g("If", any_end, outs=5, then_branch=f.graph("finished", out, kinds),
             else_branch=same.graph("none_finished", kept, kinds))
-    return dict(zip(("fin_scores", "fin_lens", "fin_tokens", "fin_count"), fin)), count
+    return dict(zip(names, fin)), count
 
 
 def _coverage(f: Nodes, loop: _Loop, score: str, rows_k: str, attended: str) -> str:
@@ -338,7 +362,7 @@ def _next(g: Nodes, loop: _Loop, fin: dict, count: str, scores: str, keep_rows: 
     pad = g.filled(g.cat(g("Slice", g("Shape", fin["fin_tokens"]), g.i64([0]), g.i64([2])), g.i64([1])), INT64,
                    special.pad)
     nxt["fin_tokens"] = g("Concat", fin["fin_tokens"], pad, axis=2)
-    nxt.update({n: g.identity(fin[n]) for n in ("fin_scores", "fin_lens", "fin_count")})
+    nxt.update({n: g.identity(fin[n]) for n in ("fin_scores", "fin_log_probs", "fin_lens", "fin_count")})
     nxt.update(_memory(g, loop, stay, blocks, per_sentence, types))
     cond = g("Cast", g("ReduceMax", g("Cast", live, to=INT64), keepdims=0), to=BOOL)
     outputs = [helper.make_tensor_value_info(g.identity(cond, "cond_out"), BOOL, [])]
@@ -373,19 +397,20 @@ def _memory(g: Nodes, loop: _Loop, stay: str, blocks: str, per_sentence: bool, t
 
 def _kind(name: str, types: dict) -> int:
     fixed = {"tokens": INT64, "scores": FLOAT, "history": INT64, "alive": INT64, "attended": FLOAT,
-             "fin_scores": DOUBLE, "fin_tokens": INT64, "fin_lens": INT64, "fin_count": INT64}
+             "fin_scores": DOUBLE, "fin_log_probs": FLOAT, "fin_tokens": INT64, "fin_lens": INT64, "fin_count": INT64}
     return fixed[name] if name in fixed else types[name]
 
 
-def _outputs(g: Nodes, fin_scores: str, fin_tokens: str, fin_lens: str) -> None:
+def _outputs(g: Nodes, final: dict) -> None:
     """Each sentence's n_best finished hypotheses, best first; TopK keeps equal scores in slot
     order, which is the order they finished in (Python's stable sort)."""
-    best, order = g("TopK", fin_scores, "n_best", axis=1, outs=2)
-    shape = g("Shape", fin_tokens)
+    best, order = g("TopK", final["fin_scores"], "n_best", axis=1, outs=2)
+    shape = g("Shape", final["fin_tokens"])
     index = g("Expand", g.unsqueeze(order, 2),
               g.cat(g("Slice", shape, g.i64([0]), g.i64([1])), "n_best", g("Slice", shape, g.i64([2]), g.i64([3]))))
-    g.nodes.append(helper.make_node("GatherElements", [fin_tokens, index], ["tokens"], axis=1, name="search/tokens"))
-    g.nodes.append(helper.make_node("GatherElements", [fin_lens, order], ["lengths"], axis=1, name="search/lengths"))
+    for name, source, at in (("tokens", "fin_tokens", index), ("lengths", "fin_lens", order),
+                             ("log_probs", "fin_log_probs", order)):
+        g.nodes.append(helper.make_node("GatherElements", [final[source], at], [name], axis=1, name=f"search/{name}"))
     g.nodes.append(helper.make_node("Cast", [best], ["scores"], to=FLOAT, name="search/scores"))
 
 

@@ -15,7 +15,9 @@ from s2s.cpu.allocator import back_with_huge_pages, heap_top, keep_freed_memory
 from s2s.errors import BundleError, ConfigError
 from s2s.search import translator as base
 from s2s.search.arrays import ArrayDecoder, take
+from s2s.runtime.graph_search import graph_feeds, hypotheses_of
 from s2s.search.copying import piece_table
+from s2s.search.loops import limits_of
 
 
 def default_providers() -> list[str]:
@@ -25,6 +27,7 @@ def default_providers() -> list[str]:
 
 
 SPIN = ("run", "always", "never")  # when onnxruntime's worker threads may busy-wait (Translator's spin)
+SEARCHES = ("python", "graph")  # where beam search and greedy run (Translator's search)
 
 
 class Translator(base.Translator):
@@ -47,12 +50,19 @@ class Translator(base.Translator):
     code on the calling thread, and a worker still spinning then takes a core from it; inside a
     step, a sleeping worker must be woken for every operator. What each setting measured is in
     ``exported/README.md``, "Where the speed code's figures live".
+
+    ``search`` says where beam search and greedy run: ``"python"`` (default), the numpy loops of
+    :mod:`s2s.search.loops` calling the step graph once per target position; ``"graph"``, the
+    bundle's ``search.onnx`` (``s2s export --search``), the same search inside one onnxruntime
+    call (:mod:`s2s.runtime.graph_search`). Sampling and kept attention need the Python search.
     """
 
     def __init__(self, bundle: Bundle, variant: str | None = None, providers: list[str] | None = None,
-                 threads: int | None = None, tune_allocator: bool = False, spin: str = "run"):
+                 threads: int | None = None, tune_allocator: bool = False, spin: str = "run", search: str = "python"):
         if spin not in SPIN:
             raise ConfigError(f"spin must be one of {', '.join(SPIN)}, got {spin!r}")
+        if search not in SEARCHES:
+            raise ConfigError(f"search must be one of {', '.join(SEARCHES)}, got {search!r}")
         if tune_allocator:
             keep_freed_memory()
         variant = variant or bundle.default_variant
@@ -74,6 +84,12 @@ class Translator(base.Translator):
         start = heap_top() if tune_allocator else None
         self.encoder = ort.InferenceSession(str(bundle.file(files["encoder"])), options, providers=self.providers)
         self.decoder = ort.InferenceSession(str(bundle.file(files["decoder_step"])), options, providers=self.providers)
+        self.search = search
+        if search == "graph":
+            if "search" not in files:
+                raise BundleError(f"{bundle.path}: no search graph for the {variant} variant; add one with "
+                                  f"s2s export --model {bundle.path} --search")
+            self.search_graph = ort.InferenceSession(str(bundle.file(files["search"])), options, providers=self.providers)
         # the weights (and their prepacked copies) now fill [start, heap top): 2 MiB pages for them
         self.huge_page_bytes = back_with_huge_pages(start, heap_top()) if tune_allocator else 0
         src, tgt = bundle.vocab_files()
@@ -98,8 +114,9 @@ class Translator(base.Translator):
 
     @classmethod
     def load(cls, path: str | Path, variant: str | None = None, providers: list[str] | None = None,
-             threads: int | None = None, tune_allocator: bool = False, spin: str = "run") -> "Translator":
-        return cls(read_bundle(path), variant, providers, threads, tune_allocator, spin)
+             threads: int | None = None, tune_allocator: bool = False, spin: str = "run",
+             search: str = "python") -> "Translator":
+        return cls(read_bundle(path), variant, providers, threads, tune_allocator, spin, search)
 
     # ------------------------------------------------------------------ graphs
     def encode(self, src: np.ndarray, src_lengths: np.ndarray) -> tuple[dict, dict]:
@@ -150,6 +167,19 @@ class Translator(base.Translator):
         outputs = self._run_step(self._select_outputs + ["attention"] if attention else self._select_outputs, feeds)
         # zip stops at the state's names: a trailing attention output is not part of the state
         return outputs[0], outputs[1], dict(zip(self.bundle.state, outputs[2:])), outputs[-1] if attention else None
+
+    def search_batch(self, ids: list[list[int]], options, rng=None, attention: bool = False):
+        """With ``search="graph"``: the batch's n-best lists from one run of ``search.onnx``;
+        otherwise the Python search (:meth:`s2s.search.translator.Translator.search_batch`)."""
+        if self.search != "graph":
+            return super().search_batch(ids, options, rng, attention)
+        if attention:
+            raise ConfigError("the graph search returns no attention; keep attention with search='python'")
+        src, lengths = self.padded(ids)
+        limits_of(lengths, options, self.special.eos)  # an impossible min_len fails here, as in the Python search
+        tokens, lengths_out, scores, log_probs = self.search_graph.run(
+            ["tokens", "lengths", "scores", "log_probs"], graph_feeds(src, lengths, options))
+        return hypotheses_of(tokens, lengths_out, scores, log_probs)
 
     reorder = staticmethod(take)
     take_memory = staticmethod(take)

@@ -126,16 +126,22 @@ class Translator(ABC):
         """The best translation of each line, detokenized."""
         return [self.text(hyps[0]) for hyps in self.hypotheses(lines, **overrides)]
 
-    def search_batch(self, ids: list[list[int]], options: DecodeOptions, rng: np.random.Generator | None = None,
-                     attention: bool = False) -> list[list[Hypothesis]]:
-        """The n-best hypotheses of one batch of source id lists; samples are drawn from ``rng``
-        (None: a generator seeded with ``options.seed``); with ``attention`` each keeps its
-        attention over the batch's padded source."""
+    def padded(self, ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """A batch of source id lists as the graphs read it: src (B, S) int64, each row closed by
+        EOS and padded, and src_lengths (B,) counting the EOS."""
         lengths = np.array([len(r) + 1 for r in ids], dtype=np.int64)
         src = np.full((len(ids), int(lengths.max())), self.special.pad, dtype=np.int64)
         for i, row in enumerate(ids):
             src[i, : len(row)] = row
             src[i, len(row)] = self.special.eos
+        return src, lengths
+
+    def search_batch(self, ids: list[list[int]], options: DecodeOptions, rng: np.random.Generator | None = None,
+                     attention: bool = False) -> list[list[Hypothesis]]:
+        """The n-best hypotheses of one batch of source id lists; samples are drawn from ``rng``
+        (None: a generator seeded with ``options.seed``); with ``attention`` each keeps its
+        attention over the batch's padded source."""
+        src, lengths = self.padded(ids)
         decoder, memory, state = self.start(src, lengths)
         width = self.vocab_size + (src.shape[1] if self.copy_extends else 0)
         return search(decoder, memory, state, limits_of(lengths, options, self.special.eos), width, options,
