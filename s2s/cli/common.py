@@ -6,7 +6,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from s2s.errors import DataError
+from s2s.errors import ConfigError, DataError
 from s2s.textio import decode_lines, read_lines
 
 
@@ -53,6 +53,9 @@ def add_decode_options(parser) -> None:
     group.add_argument("--device", default="cpu", help="cpu or cuda")
     group.add_argument("--variant", choices=["fp32", "int8"],
                        help="which graphs of a bundle to use (default: fp32, or the bundle's only variant)")
+    group.add_argument("--search", choices=["python", "graph"], default="python",
+                       help="with a bundle: run beam search and greedy in Python over the step graph (default), "
+                            "or inside the bundle's search.onnx in one call (s2s export --search)")
 
 
 def decode_options(args) -> dict:
@@ -72,7 +75,10 @@ def open_translator(args):
 
         providers = ["CPUExecutionProvider"] if args.device == "cpu" else None
         # the command owns its process, so the runtime may tune the process's allocator
-        return Translator.load(args.model, args.variant, providers, tune_allocator=True)
+        return Translator.load(args.model, args.variant, providers, tune_allocator=True,
+                               search=getattr(args, "search", "python"))
+    if getattr(args, "search", "python") != "python":
+        raise ConfigError(f"{args.model}: --search graph needs an exported bundle with search.onnx, not a run")
     import s2s.models  # noqa: F401  (registers the parts the run's recipe names)
     from s2s.decoding.translator import Translator
 

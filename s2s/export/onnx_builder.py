@@ -155,5 +155,8 @@ def renamed_graph(graph: GraphProto, mapping: dict[str, str], prefix: str,
         copy = onnx.ValueInfoProto()
         copy.CopyFrom(value)
         copy.name = rename(value.name)
+        for dim in copy.type.tensor_type.shape.dim:  # a symbol names a size within its own graph only
+            if dim.dim_param:
+                dim.dim_param = prefix + dim.dim_param
         shapes.append(copy)
     return nodes, initializers, shapes

@@ -17,7 +17,8 @@ leave them out. Beam 1 is greedy. The search is :func:`s2s.search.loops.beam` st
 - each sentence's 2K best of ``log_probs + scores`` (+ the constraint mask) over its rows x V,
   ties to the lower index (ONNX TopK, as the runtime's search head);
 - candidates among the first K that end in EOS join the sentence's finished hypotheses, scored
-  log P / ((5 + |Y|) / 6) ** alpha in float64 (plus the GNMT coverage penalty when it is > 0),
+  log P / ((5 + |Y|) / 6) ** alpha in float64 (plus the GNMT coverage penalty when it is > 0
+  and the beam is wider than 1),
   until it has K; the first K candidates that are neither EOS nor -inf live on;
 - EOS is banned below ``min_len``; at its maximum length (floor(ratio * |src|) + offset, within
   [max(min_len, 1), min(max_len or 1024, 1024)]) a row may only end; a token that would repeat an
@@ -99,12 +100,6 @@ def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: li
     initializers += [t for t in step_inits if t.name not in mapping.values()]
     step_nodes = _hoist_constants(step_nodes, initializers)
     types = {i.name: i.type.tensor_type.elem_type for i in list(encoder.graph.output) + list(step.graph.input)}
-    # the declared shapes of the graphs' inputs and outputs, now inner values: fusions check them
-    enc_shapes += [_renamed_value(v, f"enc/{v.name}") for v in encoder.graph.output]
-    step_shapes += [_renamed_value(v, mapping.get(v.name, f"step/{v.name}")) for v in step.graph.input
-                    if v.name in mapping]
-    step_shapes += [_renamed_value(v, f"step/{v.name}") for v in step.graph.output
-                    if v.name in ("log_probs", "attention") or v.name.startswith("next.")]
     first = _start(g, loop, vocab, copy_extends, memory_per_sentence, special, types)
     body = _body(loop, step_nodes, memory_per_sentence, special, types)
     body.value_info.extend(step_shapes)
@@ -140,13 +135,6 @@ def _hoist_constants(nodes: list, initializers: list) -> list:
         tensor.name = node.output[0]
         initializers.append(tensor)
     return kept
-
-
-def _renamed_value(value: onnx.ValueInfoProto, name: str) -> onnx.ValueInfoProto:
-    copy = onnx.ValueInfoProto()
-    copy.CopyFrom(value)
-    copy.name = name
-    return copy
 
 
 def _start(g: Nodes, loop: _Loop, vocab: int, copy_extends: bool, per_sentence: bool, special, types) -> dict:
@@ -319,7 +307,8 @@ def _coverage(f: Nodes, loop: _Loop, score: str, rows_k: str, attended: str) -> 
     penalized = p("Add", score, p("Mul", "coverage_penalty", p("ReduceSum", logs, p.i64([2]), keepdims=0)))
     same = Nodes("no_coverage/")
     unchanged = same.identity(score)
-    on = f.scalar(f("Greater", "coverage_penalty", f.f64(0.0)))
+    # greedy leaves the coverage penalty out, as s2s.search.loops.search does
+    on = f("And", f.scalar(f("Greater", "coverage_penalty", f.f64(0.0))), f("Not", "search/greedy"))
     return f("If", on, then_branch=p.graph("penalized", [penalized], [DOUBLE]),
              else_branch=same.graph("unpenalized", [unchanged], [DOUBLE]))
 

@@ -81,15 +81,18 @@ def test_combination_trains_decodes_and_exports_with_parity(multi30k_slice, tmp_
         train={"max_steps": 20, "valid_every": 20, "valid_bleu": False, "best_metric": "loss", "lr": 0.02}))
     position = train(recipe, tmp_path / "run")
     assert position.step == 20
-    meta = export_bundle(tmp_path / "run", tmp_path / "bundle")
+    meta = export_bundle(tmp_path / "run", tmp_path / "bundle", search=True)
     assert meta["verification"]["max_abs_diff"] <= 1e-4
     lines = multi30k_slice["test.en"].read_text(encoding="utf-8").splitlines()[:8]
     ours, theirs = TorchTranslator.from_run(tmp_path / "run"), Translator.load(tmp_path / "bundle")
+    graph = Translator.load(tmp_path / "bundle", search="graph")  # search.onnx: the search in one graph
     # A tiny model trained for 20 updates repeats tokens with near-tied scores; a length cap keeps
     # the comparison about the graphs, not about ties accumulated over 60 repeated tokens.
-    for options in ({"beam": 1, "max_len": 12}, {"beam": 3, "max_len": 12}):
-        a, b = ours.hypotheses(lines, **options), theirs.hypotheses(lines, **options)
+    for options in ({"beam": 1, "max_len": 12}, {"beam": 3, "max_len": 12},
+                    {"beam": 3, "max_len": 12, "n_best": 2, "no_repeat_ngram": 2}):
+        a, b, c = (t.hypotheses(lines, **options) for t in (ours, theirs, graph))
         assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b], options
+        assert [[h.tokens for h in hyps] for hyps in b] == [[h.tokens for h in hyps] for hyps in c], options
 
 
 @pytest.mark.parametrize("encoder,attention,decoder", VALID, ids=["-".join(c) for c in VALID])

@@ -199,8 +199,12 @@ def test_copy_coverage_bundle_decodes_pytorchs_tokens_and_copies_source_only_wor
         graphs={"memory": spec.memory_specs, "state": spec.state_specs, "variants": {"fp32": files},
                 "search_head": True, "memory_per_sentence": model.decoder.memory_per_sentence,
                 "copy_extends": True}, provenance={}), tmp_path)
+    from s2s.export.bundle import add_search_graphs
+
+    add_search_graphs(tmp_path, ["ein zebra geht im park", "der quokka und das walross"])
     ours = TorchTranslator(model, vocabs, DecodeOptions())
     theirs = Translator.load(tmp_path, providers=["CPUExecutionProvider"], tune_allocator=False)
+    graph = Translator.load(tmp_path, providers=["CPUExecutionProvider"], search="graph")
     assert theirs.copy_extends and ours.copy_extends
     src, lengths = torch.tensor([[4, 9, 12, 3, 0], [10, 11, 3, 0, 0]]), torch.tensor([4, 3])
     assert check_steps(model, theirs, src, lengths) <= 1e-4
@@ -212,6 +216,9 @@ def test_copy_coverage_bundle_decodes_pytorchs_tokens_and_copies_source_only_wor
         b = theirs.hypotheses(lines, **options)
         assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b], options
         assert [[ours.text(h) for h in hyps] for hyps in a] == [[theirs.text(h) for h in hyps] for hyps in b]
+        c = graph.hypotheses(lines, **options)  # search.onnx, extended ids and coverage included
+        assert [[h.tokens for h in hyps] for hyps in b] == [[h.tokens for h in hyps] for hyps in c], options
+        assert [[theirs.text(h) for h in hyps] for hyps in b] == [[graph.text(h) for h in hyps] for hyps in c]
     # a source of source-only words: whatever is copied from it comes through extended ids
     words = ours.translate(["zebra quokka walross zebra"], beam=3, max_len=4, min_len=2)[0].split()
     assert len(words) >= 2 and set(words) <= set(SOURCE_ONLY), words

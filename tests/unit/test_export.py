@@ -58,7 +58,7 @@ def test_runtime_decodes_exactly_like_pytorch(run_factory, multi30k_slice, tmp_p
     from s2s.runtime import Translator
 
     run = run_factory(attention, cell)
-    meta = export_bundle(run, tmp_path / "bundle")
+    meta = export_bundle(run, tmp_path / "bundle", search=True)
     assert meta["verification"]["max_abs_diff"] <= 1e-4
     written = json.loads((tmp_path / "bundle" / "bundle.json").read_text())
     assert written["graphs"]["state"] and written["architecture"]["attention"] == attention
@@ -68,13 +68,18 @@ def test_runtime_decodes_exactly_like_pytorch(run_factory, multi30k_slice, tmp_p
     assert not [n.name for n in step.node if n.op_type in ("MatMul", "Gemm") and columns & set(n.input)]
     lines = _lines(multi30k_slice) + [""]
     ours, theirs = TorchTranslator.from_run(run), Translator.load(tmp_path / "bundle")
+    graph = Translator.load(tmp_path / "bundle", search="graph")
     assert theirs.has_search_head  # beam steps take the one-call path through the graph's search head
     for options in ({"beam": 1}, {"beam": 5, "n_best": 3, "length_penalty": 0.6},
-                    {"beam": 3, "min_len": 6, "max_len": 6}, {"beam": 4, "no_repeat_ngram": 2}):
-        a, b = ours.hypotheses(lines, **options), theirs.hypotheses(lines, **options)
+                    {"beam": 3, "min_len": 6, "max_len": 6}, {"beam": 4, "no_repeat_ngram": 2},
+                    {"beam": 3, "coverage_penalty": 0.4, "max_len_ratio": 0.5, "max_len_offset": 3}):
+        a, b, c = (t.hypotheses(lines, **options) for t in (ours, theirs, graph))
         assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b], options
-        for x, y in zip(a, b):
+        assert [[h.tokens for h in hyps] for hyps in b] == [[h.tokens for h in hyps] for hyps in c], options
+        for x, y, z in zip(a, b, c):
             assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-3)
+            assert [h.score for h in y] == pytest.approx([h.score for h in z], abs=1e-5)
+            assert [h.log_prob for h in y] == pytest.approx([h.log_prob for h in z], abs=1e-5)
     theirs.has_search_head = False  # the numpy selection (graphs without the search head) must agree too
     a, b = ours.hypotheses(lines, beam=5, n_best=2), theirs.hypotheses(lines, beam=5, n_best=2)
     assert [[h.tokens for h in hyps] for hyps in a] == [[h.tokens for h in hyps] for hyps in b]

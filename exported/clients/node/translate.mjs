@@ -1,0 +1,92 @@
+#!/usr/bin/env node
+// Translate stdin, one line at a time, with an s2s bundle folder and nothing else:
+//   node translate.mjs BUNDLE_DIR [--variant NAME] < input.txt > output.txt
+// The bundle's search graph (encoder + beam search in one ONNX graph) does all the decoding, with
+// the decoding settings it was written with (bundle.json's decode): onnxruntime-node feeds only a
+// graph's true inputs, not the overridable initializers that hold those settings.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
+
+const { positionals, values: args } = parseArgs({
+  allowPositionals: true,
+  options: { variant: { type: 'string' } },
+});
+if (positionals.length !== 1) {
+  console.error('usage: node translate.mjs BUNDLE_DIR [--variant NAME] < input.txt');
+  process.exit(2);
+}
+const dir = positionals[0];
+const bundle = JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8'));
+const { pad, eos, unk } = bundle.special_ids;
+const { batch_size: batchSize, max_src_len: maxSrcLen } = bundle.decode;
+
+// Graphs: fp32 when the bundle has them, else its first variant.
+const variants = bundle.graphs.variants;
+const variant = args.variant ?? ('fp32' in variants ? 'fp32' : Object.keys(variants)[0]);
+if (!variants[variant]?.search) {
+  console.error(`${dir}: no search graph for variant ${variant} (variants: ${Object.keys(variants).join(', ')})`);
+  process.exit(1);
+}
+// From a file path, onnxruntime-node finds the variant's external weights file beside the graph.
+// (Log level 3: the graph's overridable search options draw a warning at every load.)
+const session = await ort.InferenceSession.create(join(dir, variants[variant].search), { logSeverityLevel: 3 });
+
+// Sentencepiece models: the source one splits the input, the target one spells the output.
+async function pieces(file) {
+  const sp = new SentencePieceProcessor();
+  await sp.load(join(dir, file));
+  return sp;
+}
+const source = await pieces(bundle.vocab.source);
+const target = bundle.vocab.target === bundle.vocab.source ? source : await pieces(bundle.vocab.target);
+const vocabSize = bundle.vocab.target_size;
+// Ids >= vocabSize name copied source pieces (graphs.copy_extends). This sentencepiece port has
+// no id -> piece lookup to spell them, so they come out as sentencepiece's unknown mark.
+let warnedCopy = false;
+function detokenize(ids) {
+  if (ids.some((id) => id >= vocabSize) && !warnedCopy) {
+    console.error('warning: copied source pieces are shown as the unknown mark');
+    warnedCopy = true;
+  }
+  return target.decodeIds(ids.map((id) => (id >= vocabSize ? unk : id)));
+}
+
+const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
+
+// One batch of source id lists -> the best hypothesis of each, as target ids.
+async function search(batch) {
+  const width = Math.max(...batch.map((ids) => ids.length)) + 1;
+  const src = new Array(batch.length * width).fill(pad);
+  batch.forEach((ids, row) => [...ids, eos].forEach((id, col) => (src[row * width + col] = id)));
+  const out = await session.run({
+    src: int64(src, [batch.length, width]),
+    src_lengths: int64(batch.map((ids) => ids.length + 1), [batch.length]),
+  });
+  const [, nBest, steps] = out.tokens.dims;
+  return batch.map((_, row) => {
+    const start = row * nBest * steps; // hypothesis 0 of this row: the best one
+    const length = Number(out.lengths.data[row * nBest]);
+    return Array.from(out.tokens.data.subarray(start, start + length), Number);
+  });
+}
+
+// Like the Python runtime: empty lines stay empty; the others go longest first (ties in input
+// order) in batches of decode.batch_size; the output keeps the input's order.
+const lines = readFileSync(0, 'utf8').split(/\r?\n/);
+if (lines.at(-1) === '') lines.pop();
+const ids = lines.map((line) => {
+  const pieceIds = source.encodeIds(line);
+  return maxSrcLen > 0 ? pieceIds.slice(0, maxSrcLen) : pieceIds;
+});
+const todo = lines.map((_, i) => i).filter((i) => lines[i].trim() !== '');
+todo.sort((a, b) => ids[b].length - ids[a].length);
+const output = lines.map(() => '');
+for (let start = 0; start < todo.length; start += batchSize) {
+  const chunk = todo.slice(start, start + batchSize);
+  const best = await search(chunk.map((i) => ids[i]));
+  chunk.forEach((i, k) => (output[i] = detokenize(best[k])));
+}
+process.stdout.write(output.map((line) => line + '\n').join(''));

@@ -1,0 +1,108 @@
+// Translate in the browser with an s2s bundle folder: its search graph (encoder + beam search in
+// one ONNX graph) on onnxruntime-web's wasm backend, its sentencepiece model(s) for the text.
+// ?bundle=URL names the bundle folder, relative to this page.
+import * as ort from 'onnxruntime-web';
+import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
+
+const $ = (id) => document.getElementById(id);
+const status = (text) => ($('status').textContent = text);
+
+// One thread needs no cross-origin isolation; the .wasm files are served beside ort's module.
+ort.env.wasm.numThreads = 1;
+ort.env.wasm.wasmPaths = new URL('./node_modules/onnxruntime-web/dist/', import.meta.url).href;
+
+const bundleUrl = new URL(new URLSearchParams(location.search).get('bundle') ?? '../../multi30k-en-de/', location.href);
+if (!bundleUrl.pathname.endsWith('/')) bundleUrl.pathname += '/';
+const file = (name) => new URL(name, bundleUrl).href;
+
+async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response;
+}
+
+async function loadPieces(name) {
+  const sp = new SentencePieceProcessor();
+  // the port's load() reads a file with Node's fs; in a page, hand it the fetched bytes
+  await sp._loadModel(new Uint8Array(await (await fetchOk(file(name))).arrayBuffer()));
+  return sp;
+}
+
+async function load() {
+  const bundle = await (await fetchOk(file('bundle.json'))).json();
+  const variants = bundle.graphs.variants;
+  const variant = 'fp32' in variants ? 'fp32' : Object.keys(variants)[0];
+  const graphs = variants[variant];
+  if (!graphs.search) throw new Error(`${bundleUrl}: no search graph in variant ${variant}`);
+  const session = await ort.InferenceSession.create(file(graphs.search), {
+    executionProviders: ['wasm'],
+    logSeverityLevel: 3, // the graph's overridable search options draw a warning at every load
+    // the graph's tensors live in one external-data file beside it
+    externalData: graphs.weights ? [{ path: graphs.weights, data: file(graphs.weights) }] : undefined,
+  });
+  const source = await loadPieces(bundle.vocab.source);
+  const target = bundle.vocab.target === bundle.vocab.source ? source : await loadPieces(bundle.vocab.target);
+  const name = bundleUrl.pathname.split('/').at(-2);
+  $('model').textContent = `Model: ${name} (${bundle.model_family}, ${variant})`;
+  return { bundle, session, source, target };
+}
+
+const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
+
+// One batch of source id lists -> the best hypothesis of each, as target ids.
+async function search({ bundle, session }, batch) {
+  const { pad, eos } = bundle.special_ids;
+  const width = Math.max(...batch.map((ids) => ids.length)) + 1;
+  const src = new Array(batch.length * width).fill(pad);
+  batch.forEach((ids, row) => [...ids, eos].forEach((id, col) => (src[row * width + col] = id)));
+  const out = await session.run({
+    src: int64(src, [batch.length, width]),
+    src_lengths: int64(batch.map((ids) => ids.length + 1), [batch.length]),
+  });
+  const [, nBest, steps] = out.tokens.dims;
+  return batch.map((_, row) => {
+    const start = row * nBest * steps;
+    const length = Number(out.lengths.data[row * nBest]);
+    return Array.from(out.tokens.data.subarray(start, start + length), Number);
+  });
+}
+
+// As the Python runtime does: empty lines stay empty, the others go longest first in batches of
+// decode.batch_size, and come back in input order.
+async function translate(model, lines) {
+  const { batch_size: batchSize, max_src_len: maxSrcLen } = model.bundle.decode;
+  const { unk } = model.bundle.special_ids;
+  const vocabSize = model.bundle.vocab.target_size;
+  const ids = lines.map((line) => model.source.encodeIds(line).slice(0, maxSrcLen > 0 ? maxSrcLen : undefined));
+  const todo = lines.map((_, i) => i).filter((i) => lines[i].trim() !== '');
+  todo.sort((a, b) => ids[b].length - ids[a].length);
+  const output = lines.map(() => '');
+  for (let start = 0; start < todo.length; start += batchSize) {
+    const chunk = todo.slice(start, start + batchSize);
+    const best = await search(model, chunk.map((i) => ids[i]));
+    // ids >= vocab size are copied source pieces (graphs.copy_extends): shown as the unknown mark
+    chunk.forEach((i, k) => (output[i] = model.target.decodeIds(best[k].map((id) => (id >= vocabSize ? unk : id)))));
+  }
+  return output;
+}
+
+try {
+  const started = performance.now();
+  const model = await load();
+  status(`Ready (loaded in ${Math.round(performance.now() - started)} ms).`);
+  $('translate').disabled = false;
+  $('translate').addEventListener('click', async () => {
+    $('translate').disabled = true;
+    status('Translating…');
+    try {
+      const began = performance.now();
+      $('translation').textContent = (await translate(model, $('source').value.split('\n'))).join('\n');
+      status(`Done in ${Math.round(performance.now() - began)} ms.`);
+    } catch (error) {
+      status(`Error: ${error.message ?? error}`);
+    }
+    $('translate').disabled = false;
+  });
+} catch (error) {
+  status(`Error: ${error.message ?? error}`);
+}

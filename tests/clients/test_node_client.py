@@ -1,0 +1,52 @@
+"""exported/clients/node: the Node.js client (onnxruntime-node and the bundle's search graph)
+translates as the Python runtime does, line for line."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT
+
+CLIENT = ROOT / "exported" / "clients" / "node"
+
+
+@pytest.fixture(scope="module")
+def node(need) -> str:
+    path = shutil.which("node")
+    need(path is not None, "node", "your system's Node.js 18 or newer (with npm)")
+    need((CLIENT / "node_modules" / "onnxruntime-node").is_dir()
+         and (CLIENT / "node_modules" / "@sctg" / "sentencepiece-js").is_dir(),
+         f"the npm packages of {CLIENT.relative_to(ROOT)}")
+    return path
+
+
+def run_client(node: str, bundle, lines: list[str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([node, str(CLIENT / "translate.mjs"), str(bundle), *args],
+                          input="".join(f"{line}\n" for line in lines), capture_output=True, text=True,
+                          encoding="utf-8", timeout=600)
+
+
+def test_translations_equal_the_python_runtime(node, search_bundle, python_translator, flickr_lines):
+    # the first 50 test lines, with an empty and a blank line among them (they stay empty)
+    lines = flickr_lines[:20] + ["", "   "] + flickr_lines[20:]
+    done = run_client(node, search_bundle, lines)
+    assert done.returncode == 0, done.stderr
+    got = done.stdout.split("\n")
+    assert got[-1] == "" and len(got) - 1 == len(lines), done.stdout
+    expected = python_translator.translate(lines)
+    differ = [f"line {i + 1}: {lines[i]!r}\n  node:   {a!r}\n  python: {b!r}"
+              for i, (a, b) in enumerate(zip(got, expected)) if a != b]
+    assert not differ, f"{len(differ)} of {len(lines)} lines differ:\n" + "\n".join(differ)
+
+
+def test_a_bundle_without_a_search_graph_is_refused(node, tmp_path):
+    meta = json.loads((ROOT / "exported" / "multi30k-en-de" / "bundle.json").read_text(encoding="utf-8"))
+    for files in meta["graphs"]["variants"].values():
+        files.pop("search", None)
+    (tmp_path / "bundle.json").write_text(json.dumps(meta), encoding="utf-8")
+    done = run_client(node, tmp_path, ["A man."])
+    assert done.returncode == 1 and "no search graph" in done.stderr, done.stderr
