@@ -28,7 +28,10 @@ a fresh process per tree, the two trees alternating, each process timing ``--pas
     python tools/bench_decode.py --model RUN --bundle B --against /tmp/before --rounds 5 \
         --min-len 24 --max-len 24 --json OUT
 
-``--engines`` may add ``ctranslate2-fp32`` and ``ctranslate2-int8``: CTranslate2, a dedicated C++
+``--engines`` may add ``runtime-graph-fp32`` and ``runtime-graph-int8``: the runtime with the whole
+search inside the bundle's ``search.onnx`` (``Translator(search="graph")``; the bundle this tool
+exports has it, a ``--bundle`` needs ``s2s export --search``), and ``ctranslate2-fp32`` and
+``ctranslate2-int8``: CTranslate2, a dedicated C++
 engine (``pip install -e '.[bench]'``), running the same weights (:mod:`tools.peer_ctranslate2`
 converts a transformer run) on the same lines and threads, each setting timed in a process of its
 own. Its length penalty is its own, so compare it in fixed-length mode (``--min-len`` =
@@ -41,6 +44,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -170,13 +174,16 @@ def main() -> int:
     parser.add_argument("--passes", type=int, default=3, help="with --against: timed passes per process (median)")
     parser.add_argument("--attention", choices=["off", "on", "both"], default="off",
                         help="keep each hypothesis's attention (both: time every engine without and with it)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="time every engine this many times per setting, taking turns; the median counts")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     if args.random_init == (args.model is not None) or (args.random_init and not args.arch):
         parser.error("give either --model RUN, or --random-init with --arch")
     if args.attention != "off" and any(e.startswith("ctranslate2-") for e in args.engines.split(",")):
         parser.error("--attention times the torch and runtime-* engines only")
-    if args.against and any(not (e == "torch" or e.startswith("runtime-")) for e in args.engines.split(",")):
+    if args.against and any(not (e == "torch" or e.startswith("runtime-")) or e.startswith("runtime-graph-")
+                            for e in args.engines.split(",")):
         parser.error("--against times the torch and runtime-* engines only")
     if args.batch:
         args.batches = str(args.batch)
@@ -200,7 +207,7 @@ def main() -> int:
     bundle = args.bundle
     if bundle is None:
         bundle = str(Path(scratch.name) / "bundle")
-        export_bundle(args.model, bundle, quantize="int8")
+        export_bundle(args.model, bundle, quantize="int8", search=True)
     if args.against:
         rows = against(args, lines, bundle)
         _write_json(args, rows, torch.__version__)
@@ -209,6 +216,9 @@ def main() -> int:
     for name in args.engines.split(","):
         if name == "torch":
             engines[name] = TorchTranslator.from_run(args.model)
+        elif name.startswith("runtime-graph-"):  # the search inside search.onnx
+            engines[name] = Translator.load(bundle, name.rsplit("-", 1)[1], ["CPUExecutionProvider"], args.threads,
+                                            tune_allocator=True, search="graph")
         elif name.startswith("runtime-"):
             engines[name] = Translator.load(bundle, name.split("-", 1)[1], ["CPUExecutionProvider"], args.threads,
                                             tune_allocator=True)
@@ -227,29 +237,37 @@ def main() -> int:
     for batch in map(int, args.batches.split(",")):
         chosen = lines[: args.limit_batch1 if batch == 1 else args.limit]
         for beam in map(int, args.beams.split(",")):
-            outputs = {}
+            outputs, times = {}, {name: [] for name, _, _ in timed}
+            for round_ in range(args.repeat):  # the engines take turns, in reversed order every other round
+                for name, engine, attention in timed if round_ % 2 == 0 else timed[::-1]:
+                    options = dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)
+                    if attention:
+                        options["attention"] = True
+                    if hasattr(engine, "timed_hypotheses"):  # a peer in its own process: it times itself
+                        outputs[name], seconds = engine.timed_hypotheses(chosen, **options)
+                    else:
+                        engine.hypotheses(chosen[:batch], **options)  # warm-up
+                        start = time.perf_counter()
+                        hyps = engine.hypotheses(chosen, **options)
+                        seconds = time.perf_counter() - start
+                        outputs[name] = [h[0].tokens for h in hyps]
+                    times[name].append(seconds)
             for name, engine, attention in timed:
-                options = dict(beam=beam, batch_size=batch, min_len=args.min_len, max_len=args.max_len)
-                if attention:
-                    options["attention"] = True
-                if hasattr(engine, "timed_hypotheses"):  # a peer in its own process: it times itself
-                    outputs[name], seconds = engine.timed_hypotheses(chosen, **options)
-                else:
-                    engine.hypotheses(chosen[:batch], **options)  # warm-up
-                    start = time.perf_counter()
-                    hyps = engine.hypotheses(chosen, **options)
-                    seconds = time.perf_counter() - start
-                    outputs[name] = [h[0].tokens for h in hyps]
+                seconds = statistics.median(times[name])
                 tokens = sum(len(h) for h in outputs[name])
                 rows.append({"engine": name, "attention": attention, "batch": batch, "beam": beam,
                              "sentences": len(chosen),
                              "sentences_per_s": len(chosen) / seconds, "target_tokens_per_s": tokens / seconds,
-                             "seconds": seconds})
+                             "seconds": seconds, "rounds": times[name]})
                 r = rows[-1]
                 same = ""
                 if name != "torch" and "torch" in outputs:  # token-for-token agreement with PyTorch
                     r["differing_from_torch"] = sum(a != b for a, b in zip(outputs[name], outputs["torch"]))
                     same = f", {r['differing_from_torch']} differ from torch"
+                python_search = name.replace("runtime-graph-", "runtime-")
+                if python_search != name and python_search in outputs:  # the graph search against the Python one
+                    r["differing_from_python_search"] = sum(a != b for a, b in zip(outputs[name], outputs[python_search]))
+                    same += f", {r['differing_from_python_search']} differ from {python_search}"
                 print(f"{name:<23} batch {batch:>3} beam {beam}  {r['sentences_per_s']:8.1f} sent/s "
                       f"{r['target_tokens_per_s']:9.1f} tok/s  ({len(chosen)} sentences, {seconds:.1f} s{same})",
                       flush=True)
@@ -267,10 +285,13 @@ def main() -> int:
                     print(f"{name} / {off['engine']}, batch {batch} beam {beam}: "
                           f"{r['target_tokens_per_s'] / off['target_tokens_per_s']:.2f}x")
             for variant in ("fp32", "int8"):  # the runtime against the C++ peer of the same precision
-                ours, peer = setting.get(f"runtime-{variant}"), setting.get(f"ctranslate2-{variant}")
-                if ours and peer:
-                    print(f"{ours['engine']} / {peer['engine']}, batch {batch} beam {beam}: "
-                          f"{ours['target_tokens_per_s'] / peer['target_tokens_per_s']:.2f}x")
+                for ours, other in ((f"runtime-{variant}", f"ctranslate2-{variant}"),
+                                    (f"runtime-graph-{variant}", f"runtime-{variant}"),
+                                    (f"runtime-graph-{variant}", f"ctranslate2-{variant}")):
+                    a, b = setting.get(ours), setting.get(other)
+                    if a and b:
+                        print(f"{ours} / {other}, batch {batch} beam {beam}: "
+                              f"{a['target_tokens_per_s'] / b['target_tokens_per_s']:.2f}x")
     _write_json(args, rows, torch.__version__)
     return 0
 
@@ -280,6 +301,7 @@ def _write_json(args, rows: list[dict], torch_version: str) -> None:
         return
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     meta = {"model": args.model, "arch": args.arch, "attention": args.attention, "random_init": args.random_init, "threads": args.threads,
+            "repeat": getattr(args, "repeat", 1),
             "min_len": args.min_len, "max_len": args.max_len, "against": args.against, "torch": torch_version,
             "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

@@ -62,17 +62,26 @@ OUTPUTS = ("tokens", "lengths", "scores", "log_probs")
 
 
 class _Loop:
-    """Names shared by the builders of the loop body: the carried values as the body receives
-    them (``c``), the step graph's outputs, and the outer-scope scalars."""
+    """Names shared by the builders of the loops: the carried values as the inner body receives
+    them (``c``) and as the outer body does (``o``).
 
-    def __init__(self, state: list[str], memory: list[str]):
-        self.state, self.memory = state, memory
-        self.carried = (["tokens"] + [f"state.{n}" for n in state] + [f"memory.{n}" for n in memory]
+    Two loops: the inner one runs search steps while the batch keeps its sentences and its rows
+    per sentence; the outer one then gathers the memory rows of the sentences left (from the
+    encoder's output, by sentence) and starts the inner one again. So the memory is never a
+    carried value: a value carried through an ``If`` branch unchanged would be copied at every
+    step, and the memory is the largest tensor of the search."""
+
+    def __init__(self, state: list[str], memory: list[str], pad: int):
+        self.state, self.memory, self.pad = state, memory, pad
+        self.carried = (["step", "tokens"] + [f"state.{n}" for n in state]
                         + ["scores", "history", "alive", "attended", "fin_scores", "fin_log_probs", "fin_tokens", "fin_lens",
                            "fin_count"])
 
     def c(self, name: str) -> str:
         return f"body/{name}"
+
+    def o(self, name: str) -> str:
+        return f"outer/{name}"
 
 
 def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: list[str], memory: list[str],
@@ -83,7 +92,7 @@ def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: li
     :class:`~s2s.search.options.DecodeOptions` the optional inputs hold."""
     fed = {i.name for i in step.graph.input} | {i.name for i in step.graph.initializer}
     memory = [n for n in memory if f"memory.{n}" in fed]  # the step reads these; the rest stay behind
-    loop = _Loop(state, memory)
+    loop = _Loop(state, memory, special.pad)
     g = Nodes("search/")
     inputs = [helper.make_tensor_value_info("src", INT64, ["batch", "src_len"]),
               helper.make_tensor_value_info("src_lengths", INT64, ["batch"])]
@@ -95,14 +104,18 @@ def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: li
     initializers += enc_inits
     kept = reachable(step.graph, ["log_probs", "attention"] + [f"next.{n}" for n in state])
     mapping = {"prev_tokens": loop.c("tokens"), **{f"state.{n}": loop.c(f"state.{n}") for n in state},
-               **{f"memory.{n}": loop.c(f"memory.{n}") for n in memory}}
+               **{f"memory.{n}": f"outer/now.{n}" for n in memory}}
     step_nodes, step_inits, step_shapes = renamed_graph(step.graph, mapping, "step/", keep=kept)
-    initializers += [t for t in step_inits if t.name not in mapping.values()]
-    step_nodes = _hoist_constants(step_nodes, initializers)
+    # The step's weights live in the loop body: constant there, so onnxruntime prepacks them for
+    # its matrix kernels as in the step graph (read from the outer scope they are not).
+    step_weights = [t for t in step_inits if t.name not in mapping.values()]
+    step_nodes = _hoist_constants(step_nodes, step_weights)
     types = {i.name: i.type.tensor_type.elem_type for i in list(encoder.graph.output) + list(step.graph.input)}
     first = _start(g, loop, vocab, copy_extends, memory_per_sentence, special, types)
     body = _body(loop, step_nodes, memory_per_sentence, special, types)
     body.value_info.extend(step_shapes)
+    body.initializer.extend(step_weights)
+    body = _outer(loop, body, memory_per_sentence, types)
     carried_out = [g.name(f"final_{n}") for n in loop.carried]
     g.nodes.append(helper.make_node("Loop", [first["trip"], first["cond"]] + [first[n] for n in loop.carried],
                                     carried_out, name="search/loop", body=body))
@@ -122,8 +135,8 @@ def compose_search(encoder: onnx.ModelProto, step: onnx.ModelProto, *, state: li
 
 
 def _hoist_constants(nodes: list, initializers: list) -> list:
-    """The step's ``Constant`` nodes (a position table, say) become initializers of the outer
-    graph, which the loop body reads: computed once, and stored where weights are shared."""
+    """The step's ``Constant`` nodes (a position table, say) become initializers of the loop body,
+    stored where weights are shared."""
     kept = []
     for node in nodes:
         value = next((a.t for a in node.attribute if a.name == "value"), None) if node.op_type == "Constant" else None
@@ -139,33 +152,44 @@ def _hoist_constants(nodes: list, initializers: list) -> list:
 
 def _start(g: Nodes, loop: _Loop, vocab: int, copy_extends: bool, per_sentence: bool, special, types) -> dict:
     """The loop's initial values: one row per sentence (K when V < 2K, as the Python search),
-    BOS, scores 0, no history, no finished hypothesis; and the trip count and the limits."""
+    BOS, scores 0, no history, no finished hypothesis; the trip count, the limits, and the
+    values every step reads (``search/...``), computed here once."""
     beam, src = "beam", "src"
     batch = g.shape(src, 0)
     src_len = g.shape(src, 1)
-    width_w = g("Add", g.i64([vocab]), src_len) if copy_extends else g.i64([vocab])
-    width = g("Where", g("GreaterOrEqual", width_w, g("Mul", beam, g.i64([2]))), g.i64([1]), beam)
+    width_w = g.identity(g("Add", g.i64([vocab]), src_len) if copy_extends else g.i64([vocab]), "vocab")
+    twice = g.identity(g("Mul", beam, g.i64([2])), "twice_k")
+    g.identity(g.range(twice), "ranks")  # 0 .. 2K - 1
+    g.identity(g("Reshape", g.range(beam), g.i64([1, 1, -1])), "slots")  # (1, 1, K)
+    width = g("Where", g("GreaterOrEqual", width_w, twice), g.i64([1]), beam)
     expand = g.flat(g("Expand", g.unsqueeze(g.range(batch), 1), g.cat(batch, width)))
     rows = g("Mul", batch, width)
     v = {"tokens": g("Expand", g.i64([special.bos]), rows)}
     for n in loop.state:
         v[f"state.{n}"] = g("Gather", f"enc/state.{n}", expand, axis=0)
-    for n in loop.memory:
-        v[f"memory.{n}"] = f"enc/memory.{n}" if per_sentence else g("Gather", f"enc/memory.{n}", expand, axis=0)
     first = g("Equal", g.range(width), g.i64(0))
     v["scores"] = g("Expand", g("Where", first, g.f32(0.0), g.f32(-np.inf)), g.cat(batch, width))
     v["history"] = g.filled(g.cat(rows, g.i64([0])), INT64, 0)
     v["alive"] = g.range(batch)
     v["attended"] = g.filled(g.cat(rows, src_len), FLOAT, 0.0)
+    max_lens = g.identity(_max_lengths(g), "max_lens")
+    longest = g("ReduceMax", max_lens, keepdims=1)  # (1,): no hypothesis grows longer
+    g.identity(longest, "longest")
     v["fin_scores"] = g.filled(g.cat(batch, beam), DOUBLE, -np.inf)
-    v["fin_tokens"] = g.filled(g.cat(batch, beam, g.i64([0])), INT64, special.pad)
     v["fin_log_probs"] = g.filled(g.cat(batch, beam), FLOAT, -np.inf)
+    v["fin_tokens"] = g.filled(g.cat(batch, beam, longest), INT64, special.pad)
     v["fin_lens"] = g.filled(g.cat(batch, beam), INT64, 0)
     v["fin_count"] = g.filled(batch, INT64, 0)
-    g.identity(g.i64([special.eos]), "eos")  # the body compares tokens with search/eos
+    g.identity(g.i64([special.eos]), "eos")
+    g.identity(g("Where", g("Equal", g.range(width_w), g.i64(special.eos)), g.f32(-np.inf), g.f32(0.0)), "eos_column")
     g.identity(g.scalar(g("Equal", beam, g.i64([1]))), "greedy")
-    v["max_lens"] = g.identity(_max_lengths(g), "max_lens")
-    v["trip"] = g("Add", g("ReduceMax", v["max_lens"], keepdims=0), g.i64(1))
+    g.identity(g.scalar("min_len"), "min_len")
+    # below this step no sentence is at its maximum length (the shortest limit of the batch)
+    g.identity(g("ReduceMin", max_lens, keepdims=0), "shortest")
+    n = g.scalar("no_repeat_ngram")  # n-grams are checked from step n on (none when n = 0)
+    g.identity(g("Where", g("Greater", n, g.i64(0)), n, g.i64(CAP + 1)), "ngram_from")
+    v["step"] = g.i64(0)
+    v["trip"] = g.identity(g.scalar(g("Add", longest, g.i64([1]))), "trip")
     v["cond"] = g.const(np.array(True))
     return v
 
@@ -181,58 +205,77 @@ def _max_lengths(g: Nodes) -> str:
 
 
 def _body(loop: _Loop, step_nodes: list, per_sentence: bool, special, types) -> GraphProto:
-    """One search step: the decoder step, the constraint mask, the top 2K, finished hypotheses,
-    survivors, and the batch without its finished sentences."""
+    """One search step: the decoder step, the constraint mask, the top 2K, and then, when an EOS
+    is among a sentence's first K candidates, finished hypotheses and survivors (an ``If``: most
+    steps take the first K as they are, as :func:`s2s.search.candidates.choose` does); last, the
+    batch without its finished sentences. The common step runs few nodes: each costs
+    onnxruntime a few microseconds, and at batch 1 they add up to the step's own cost."""
     g = Nodes("body/")
     c = loop.c
-    t = "body/t"
-    alive = c("alive")
-    blocks = g.shape(alive, 0)
-    rows = g.shape(c("tokens"), 0)
-    width = g("Div", rows, blocks)
-    vocab = g("Slice", g("Shape", "step/log_probs"), g.i64([1]), g.i64([2]))
-    beam = "beam"
-    limit_hit = g("LessOrEqual", g("Gather", "search/max_lens", alive, axis=0), t)  # (A,)
-    total = _scored(g, loop, t, limit_hit, width, blocks, vocab, special)
-    values, index = g("TopK", g("Reshape", total, g.cat(blocks, g.i64([-1]))), g("Mul", beam, g.i64([2])),
-                      axis=1, outs=2)
+    t = c("step")
+    blocks = g.shape(c("alive"), 0)
+    width = g("Div", g.shape(c("tokens"), 0), blocks)
+    values, index = _scored(g, loop, t, width, blocks)
+    top_beam, top_token = g("Div", index, "search/vocab"), g("Mod", index, "search/vocab")
     first_score = g("Slice", c("scores"), g.i64([0]), g.i64([1]), g.i64([1]))  # (A, 1): greedy's one row each
     values = g("Add", values, g("Where", "search/greedy", first_score, g.f32(0.0)))
-    top_beam, top_token = g("Div", index, vocab), g("Mod", index, vocab)
-    first_k = {name: g("Slice", x, g.i64([0]), beam, g.i64([1])) for name, x in
-               (("values", values), ("token", top_token), ("beam", top_beam))}
+    first_k = g("Slice", top_token, g.i64([0]), "beam", g.i64([1]))
+    eos_in_k = g("Cast", g("ReduceMax", g("Cast", g("Equal", first_k, "search/eos"), to=TensorProto.INT32),
+                           keepdims=0), to=BOOL)
     attended = g("Add", c("attended"), "step/attention")
-    fin, count = _finish(g, loop, t, first_k, width, blocks, attended)
-    scores, keep_rows, tokens = _survivors(g, values, top_beam, top_token, width, blocks, special)
-    return _next(g, loop, fin, count, scores, keep_rows, tokens, attended, blocks, step_nodes, per_sentence,
-                 special, types)
+    names = ("fin_scores", "fin_log_probs", "fin_lens", "fin_tokens", "fin_count", "scores", "beams", "chosen", "live")
+    kinds = [DOUBLE, FLOAT, INT64, INT64, INT64, FLOAT, INT64, INT64, BOOL]
+    common = Nodes("common/")
+    kept = [common.identity(c(n)) for n in names[:5]] + [
+        common("Slice", values, common.i64([0]), "beam", common.i64([1])),
+        common("Slice", top_beam, common.i64([0]), "beam", common.i64([1])), common.identity(first_k),
+        common("Less", common("Gather", c("fin_count"), c("alive"), axis=0), "beam")]  # greedy keeps done rows
+    chosen = g("If", eos_in_k, outs=len(names), then_branch=_choose(loop, t, values, top_beam, top_token, width, blocks,
+                                                                     attended, names, kinds),
+               else_branch=common.graph("first_k", kept, kinds))
+    return _next(g, loop, dict(zip(names, chosen)), attended, width, blocks, step_nodes, per_sentence, types)
 
 
-def _scored(g: Nodes, loop: _Loop, t: str, limit_hit: str, width: str, blocks: str, vocab: str, special) -> str:
-    """log_probs + scores (N, W), and the constraint mask added when a constraint bites this
-    step (below min_len, a row at its limit, or n-grams to check), as in
-    :class:`s2s.search.constraints.Constraints`."""
+def _scored(g: Nodes, loop: _Loop, t: str, width: str, blocks: str) -> list[str]:
+    """The top 2K of log_probs + scores (N, W) (:func:`_top`), with the constraint mask added
+    when a constraint may bite this step, as in :class:`s2s.search.constraints.Constraints`: a mask row by row at or past the
+    batch's shortest limit or with n-grams to check; else below min_len one (V,) row banning EOS."""
     c = loop.c
     # greedy (beam 1) ranks each row's raw log-probabilities, as s2s.search.loops.greedy does
     # (adding the row's score first could round two candidates to a tie), and adds the score after
     scores = g("Reshape", g("Where", "search/greedy", g.f32(0.0), c("scores")), g.i64([-1, 1]))
-    n = g.scalar("no_repeat_ngram")
-    windows = g("Where", g("Greater", n, g.i64(0)), g("Max", g("Add", g("Sub", t, n), g.i64(1)), g.i64(0)), g.i64(0))
-    below_min = g.scalar(g("Less", t, "min_len"))
-    bites = g("Or", g("Or", below_min, g("Cast", g("ReduceMax", g("Cast", limit_hit, to=INT64), keepdims=0),
-                                           to=BOOL)), g("Greater", windows, g.i64(0)))
+    below_min = g("Less", t, "search/min_len")
+    per_row = g("Or", g("GreaterOrEqual", t, "search/shortest"), g("GreaterOrEqual", t, "search/ngram_from"))
     m = Nodes("mask/")
-    col = m.range(m.scalar(vocab))
-    is_eos = m("Equal", col, m.i64(special.eos))
+    limit_hit = m("LessOrEqual", m("Gather", "search/max_lens", c("alive"), axis=0), t)  # (A,)
+    n = m.scalar("no_repeat_ngram")
+    windows = m("Where", m("Greater", n, m.i64(0)), m("Max", m("Add", m("Sub", t, n), m.i64(1)), m.i64(0)), m.i64(0))
+    vocab = "search/vocab"
+    col = m.range(vocab)
+    is_eos = m("Equal", col, "search/eos")
     at_limit = m("Reshape", m("Expand", m.unsqueeze(limit_hit, 1), m.cat(blocks, width)), m.i64([-1, 1]))
     others = m("Or", m("And", is_eos, below_min), _ngram_bans(m, c("history"), t, n, windows, vocab))
     banned = m("Or", m("And", at_limit, m("Not", is_eos)), m("And", m("Not", at_limit), others))
     mask = m("Where", banned, m.f32(-np.inf), m.f32(0.0))
     masked = m("Add", "step/log_probs", m("Add", scores, mask))
-    plain = Nodes("plain/")
+    # no row at a limit and no n-gram to check: at most EOS is banned (below min_len), the same
+    # column for every row
+    eos, plain = Nodes("eos_banned/"), Nodes("plain/")
+    without_eos = eos("Add", "step/log_probs", eos("Add", scores, "search/eos_column"))
     unmasked = plain("Add", "step/log_probs", scores)
-    return g("If", bites, then_branch=m.graph("masked", [masked], [FLOAT]),
-             else_branch=plain.graph("unmasked", [unmasked], [FLOAT]))
+    rows = Nodes("same_for_all/")
+    # each branch ends in the top 2K, so that only (A, 2K) values leave it: onnxruntime copies
+    # what an If returns, and the (N, V) scores would be copied at every step
+    kinds = [FLOAT, INT64]
+    same = rows("If", below_min, outs=2, then_branch=eos.graph("without_eos", _top(eos, without_eos, blocks), kinds),
+                else_branch=plain.graph("unmasked", _top(plain, unmasked, blocks), kinds))
+    return g("If", per_row, outs=2, then_branch=m.graph("masked", _top(m, masked, blocks), kinds),
+             else_branch=rows.graph("same_for_all_rows", same, kinds))
+
+
+def _top(g: Nodes, total: str, blocks: str) -> list[str]:
+    """Each sentence's 2K best of its rows x W scores: values (A, 2K), indices (A, 2K)."""
+    return g("TopK", g("Reshape", total, g.cat(blocks, g.i64([-1]))), "search/twice_k", axis=1, outs=2)
 
 
 def _ngram_bans(m: Nodes, history: str, t: str, n: str, windows: str, vocab: str) -> str:
@@ -255,137 +298,136 @@ def _ngram_bans(m: Nodes, history: str, t: str, n: str, windows: str, vocab: str
     return m("Greater", m("Slice", hits, m.i64([0]), vocab, m.i64([1])), m.f32(0.0))
 
 
-def _finish(g: Nodes, loop: _Loop, t: str, first_k: dict, width: str, blocks: str, attended: str):
-    """Candidates among each sentence's first K that end in EOS (and are not -inf) join its
-    finished hypotheses in rank order until it has K (:meth:`s2s.search.candidates.StepChoice.finish`).
-    Returns the fin_* values after the step and each live sentence's count (A,)."""
+def _choose(loop: _Loop, t: str, values: str, top_beam: str, top_token: str, width: str, blocks: str, attended: str,
+            names: tuple, kinds: list) -> GraphProto:
+    """The step when some sentence has an EOS among its first K candidates (an ``If`` branch):
+    those that are not -inf join the sentence's finished hypotheses in rank order until it has K
+    (:meth:`s2s.search.candidates.StepChoice.finish`), and the first K candidates that are
+    neither EOS nor -inf live on (:func:`s2s.search.candidates.survivors`)."""
     c = loop.c
-    ends = g("And", g("Equal", first_k["token"], "search/eos"), g("Not", g("IsInf", first_k["values"])))
-    count = g("Gather", c("fin_count"), c("alive"), axis=0)
-    slot = g("Sub", g("Add", g.unsqueeze(count, 1), g("CumSum", g("Cast", ends, to=INT64), g.i64(1))), g.i64(1))
-    accept = g("And", ends, g("Less", slot, "beam"))
-    count = g("Add", count, g("ReduceSum", g("Cast", accept, to=INT64), g.i64([1]), keepdims=0))
-    any_end = g("Greater", g("ReduceSum", g("Cast", accept, to=INT64), keepdims=0), g.i64(0))
     f = Nodes("finish/")
-    rows_k = f("Add", f("Mul", f.unsqueeze(f.range(f.scalar(blocks)), 1), width), first_k["beam"])  # (A, K)
+    first_k = {name: f("Slice", x, f.i64([0]), "beam", f.i64([1])) for name, x in
+               (("values", values), ("token", top_token), ("beam", top_beam))}
+    ends = f("And", f("Equal", first_k["token"], "search/eos"), f("Not", f("IsInf", first_k["values"])))
+    count = f("Gather", c("fin_count"), c("alive"), axis=0)
+    slot = f("Sub", f("Add", f.unsqueeze(count, 1), f("CumSum", f("Cast", ends, to=INT64), f.i64(1))), f.i64(1))
+    accept = f("And", ends, f("Less", slot, "beam"))
+    count = f("Add", count, f("ReduceSum", f("Cast", accept, to=INT64), f.i64([1]), keepdims=0))
+    rows_k = f("Add", f("Mul", f.unsqueeze(f.range(blocks), 1), width), first_k["beam"])  # (A, K)
     length_penalty = f("Pow", f("Div", f("Add", f("Cast", t, to=DOUBLE), f.f64(6.0)), f.f64(6.0)), "length_penalty")
-    score = f("Div", f("Cast", first_k["values"], to=DOUBLE), length_penalty)
-    score = _coverage(f, loop, score, rows_k, attended)
-    onehot = f("And", f.unsqueeze(accept, 2),
-               f("Equal", f.unsqueeze(slot, 2), f("Reshape", f.range(f.scalar("beam")), f.i64([1, 1, -1]))))
+    score = _coverage(f, loop, f("Div", f("Cast", first_k["values"], to=DOUBLE), length_penalty), rows_k, attended)
+    onehot = f("And", f.unsqueeze(accept, 2), f("Equal", f.unsqueeze(slot, 2), "search/slots"))
     hot = f("Cast", onehot, to=TensorProto.INT32)
     filled = f("Greater", f("ReduceMax", hot, axes=[1], keepdims=0), f.i32(0))  # (A, K slots)
     rank = f("ArgMax", hot, axis=1, keepdims=0)  # which candidate fills each slot
+    tokens = f("Gather", c("history"), f("GatherElements", rows_k, rank, axis=1), axis=0)  # (A, K, t)
+    pads = f("Concat", f.i64([0, 0, 0, 0, 0]), f("Sub", "search/longest", f.unsqueeze(t, 0)), axis=0)
     where = f.unsqueeze(c("alive"), 1)
     out = []
     for name, new in (("fin_scores", f("GatherElements", score, rank, axis=1)),
                       ("fin_log_probs", f("GatherElements", first_k["values"], rank, axis=1)), ("fin_lens", t),
-                      ("fin_tokens", f("Gather", c("history"), f("GatherElements", rows_k, rank, axis=1), axis=0))):
+                      ("fin_tokens", f("Pad", tokens, pads, f.i64(loop.pad)))):
         old = f("Gather", c(name), c("alive"), axis=0)
         keep = f.unsqueeze(filled, 2) if name == "fin_tokens" else filled
         out.append(f("ScatterND", c(name), where, f("Where", keep, new, old)))
     out.append(f("ScatterND", c("fin_count"), where, count))
-    same = Nodes("unfinished/")
-    names = ("fin_scores", "fin_log_probs", "fin_lens", "fin_tokens", "fin_count")
-    kept = [same.identity(c(n)) for n in names]
-    kinds = [DOUBLE, FLOAT, INT64, INT64, INT64]
-    fin = g("If", any_end, outs=5, then_branch=f.graph("finished", out, kinds),
-            else_branch=same.graph("none_finished", kept, kinds))
-    return dict(zip(names, fin)), count
+    banned = f("Or", f("Equal", top_token, "search/eos"), f("IsInf", values))
+    order = f("Add", f("Mul", f("Cast", banned, to=INT64), "search/twice_k"), "search/ranks")
+    _, keep = f("TopK", order, "beam", axis=1, largest=0, outs=2)
+    out.append(f("Where", f("GatherElements", banned, keep, axis=1), f.f32(-np.inf),
+                 f("GatherElements", values, keep, axis=1)))
+    out += [f("GatherElements", top_beam, keep, axis=1), f("GatherElements", top_token, keep, axis=1)]
+    out.append(f("Less", count, "beam"))
+    return f.graph("choose", out, kinds)
 
 
 def _coverage(f: Nodes, loop: _Loop, score: str, rows_k: str, attended: str) -> str:
     """score + the GNMT coverage penalty beta * sum_i log(min(sum_t a_ti, 1)) over each
     sentence's real source positions (:class:`s2s.search.hypotheses.CoveragePenalty`), when
-    beta > 0."""
+    beta > 0 (greedy leaves it out, as :func:`s2s.search.loops.search` does)."""
     p = Nodes("coverage/")
     sums = p("Cast", p("Gather", attended, rows_k, axis=0), to=DOUBLE)  # (A, K, S)
     lengths = p("Gather", "src_lengths", loop.c("alive"), axis=0)
-    real = p("Less", p("Reshape", p.range(p.scalar(p.shape(attended, 1))), p.i64([1, 1, -1])),
+    real = p("Less", p("Reshape", p.range(p.shape(attended, 1)), p.i64([1, 1, -1])),
              p("Reshape", lengths, p.i64([-1, 1, 1])))
     logs = p("Where", real, p("Log", p("Min", sums, p.f64(1.0))), p.f64(0.0))
     penalized = p("Add", score, p("Mul", "coverage_penalty", p("ReduceSum", logs, p.i64([2]), keepdims=0)))
     same = Nodes("no_coverage/")
     unchanged = same.identity(score)
-    # greedy leaves the coverage penalty out, as s2s.search.loops.search does
     on = f("And", f.scalar(f("Greater", "coverage_penalty", f.f64(0.0))), f("Not", "search/greedy"))
     return f("If", on, then_branch=p.graph("penalized", [penalized], [DOUBLE]),
              else_branch=same.graph("unpenalized", [unchanged], [DOUBLE]))
 
 
-def _survivors(g: Nodes, values: str, top_beam: str, top_token: str, width: str, blocks: str, special):
-    """The first K candidates that are neither EOS nor -inf, then banned ones at -inf, in rank
-    order (:func:`s2s.search.candidates.survivors`): scores (A, K), rows (A, K), tokens (A, K)."""
-    banned = g("Or", g("Equal", top_token, "search/eos"), g("IsInf", values))
-    wanted = g("Mul", "beam", g.i64([2]))
-    order = g("Add", g("Mul", g("Cast", banned, to=INT64), wanted), g.range(g.scalar(wanted)))
-    _, keep = g("TopK", order, "beam", axis=1, largest=0, outs=2)
-    scores = g("Where", g("GatherElements", banned, keep, axis=1), g.f32(-np.inf),
-               g("GatherElements", values, keep, axis=1))
-    rows = g("Add", g("Mul", g.unsqueeze(g.range(g.scalar(blocks)), 1), width),
-             g("GatherElements", top_beam, keep, axis=1))
-    return scores, rows, g("GatherElements", top_token, keep, axis=1)
-
-
-def _next(g: Nodes, loop: _Loop, fin: dict, count: str, scores: str, keep_rows: str, tokens: str, attended: str,
-          blocks: str, step_nodes: list, per_sentence: bool, special, types) -> GraphProto:
+def _next(g: Nodes, loop: _Loop, chosen: dict, attended: str, width: str, blocks: str, step_nodes: list,
+          per_sentence: bool, types) -> GraphProto:
     """The carried values of the next step: sentences with K finished hypotheses leave; the
     state, history and attention sums follow the surviving rows; the memory follows the
-    sentences (and grows from one row to K per sentence after the first step)."""
+    sentences (and grows from one row to K per sentence after the first step).
+
+    Greedy keeps every row to the end, feeding EOS to finished ones, as
+    :func:`s2s.search.loops.greedy` does: with int8 graphs a row's numbers depend on the other
+    rows of its batch (activations are quantized per tensor), so the batch must stay the same
+    to give the same tokens."""
     c = loop.c
-    live = g("Not", g("GreaterOrEqual", count, "beam"))
-    # Greedy keeps every row to the end, feeding EOS to finished ones, as s2s.search.loops.greedy
-    # does: with int8 graphs a row's numbers depend on the other rows of its batch (the
-    # activations are quantized per tensor), so the batch must be the same to give the same tokens.
-    leave, keep_all = Nodes("leave/"), Nodes("keep_all/")
-    stay = g("If", "search/greedy",
-             then_branch=keep_all.graph("all_rows", [keep_all.range(blocks)], [INT64]),
-             else_branch=leave.graph("live_rows", [leave("Squeeze", leave("NonZero", live), leave.i64([0]))], [INT64]))
-    tokens = g("Where", g("Not", g.unsqueeze(live, 1)), "search/eos", tokens)  # (A, K)
-    rows = g.flat(g("Gather", keep_rows, stay, axis=0))
-    nxt = {"tokens": g.flat(g("Gather", tokens, stay, axis=0)), "scores": g("Gather", scores, stay, axis=0),
+    live = chosen["live"]
+    stay = g("Squeeze", g("NonZero", g("Or", live, "search/greedy")), g.i64([0]))  # (A',)
+    rows = g.flat(g("Gather", g("Add", g("Mul", g.unsqueeze(g.range(blocks), 1), width), chosen["beams"]), stay,
+                    axis=0))
+    tokens = g("Where", g("Not", g.unsqueeze(live, 1)), "search/eos", chosen["chosen"])  # (A, K)
+    nxt = {"tokens": g.flat(g("Gather", tokens, stay, axis=0)), "scores": g("Gather", chosen["scores"], stay, axis=0),
            "alive": g("Gather", c("alive"), stay, axis=0), "attended": g("Gather", attended, rows, axis=0)}
     for n in loop.state:
         nxt[f"state.{n}"] = g("Gather", f"step/next.{n}", rows, axis=0)
     nxt["history"] = g("Concat", g("Gather", c("history"), rows, axis=0), g.unsqueeze(nxt["tokens"], 1), axis=1)
-    pad = g.filled(g.cat(g("Slice", g("Shape", fin["fin_tokens"]), g.i64([0]), g.i64([2])), g.i64([1])), INT64,
-                   special.pad)
-    nxt["fin_tokens"] = g("Concat", fin["fin_tokens"], pad, axis=2)
-    nxt.update({n: g.identity(fin[n]) for n in ("fin_scores", "fin_log_probs", "fin_lens", "fin_count")})
-    nxt.update(_memory(g, loop, stay, blocks, per_sentence, types))
-    cond = g("Cast", g("ReduceMax", g("Cast", live, to=INT64), keepdims=0), to=BOOL)
-    outputs = [helper.make_tensor_value_info(g.identity(cond, "cond_out"), BOOL, [])]
-    outputs += [helper.make_tensor_value_info(g.identity(nxt[n], f"out_{n}"), _kind(n, types), None)
-                for n in loop.carried]
-    inputs = [helper.make_tensor_value_info("body/t", INT64, []), helper.make_tensor_value_info("body/cond", BOOL, [])]
+    nxt.update({n: chosen[n] for n in ("fin_scores", "fin_log_probs", "fin_lens", "fin_tokens", "fin_count")})
+    nxt["step"] = g("Add", c("step"), g.i64(1))
+    # go on while a sentence is left and the batch keeps its sentences and its rows per sentence
+    # (else the outer loop gathers the memory for the new batch)
+    same = g("Equal", g.shape(stay, 0), blocks)
+    if not per_sentence:
+        same = g("And", same, g("Equal", width, "beam"))
+    cond = g("And", g.scalar(same), g("Cast", g("ReduceMax", g("Cast", live, to=TensorProto.INT32), keepdims=0),
+                                      to=BOOL))
+    outputs = [helper.make_tensor_value_info(cond, BOOL, [])]
+    outputs += [helper.make_tensor_value_info(nxt[n], _kind(n, types), None) for n in loop.carried]
+    inputs = [helper.make_tensor_value_info("body/i", INT64, []), helper.make_tensor_value_info("body/cond", BOOL, [])]
     inputs += [helper.make_tensor_value_info(c(n), _kind(n, types), None) for n in loop.carried]
     return helper.make_graph(step_nodes + g.nodes, "search_step", inputs, outputs)
 
 
-def _memory(g: Nodes, loop: _Loop, stay: str, blocks: str, per_sentence: bool, types) -> dict:
-    """The memory rows of the live sentences: gathered only when a sentence left or the first
-    step's one row per sentence becomes K (an ``If``, so that most steps copy nothing)."""
-    c = loop.c
-    if not loop.memory:
-        return {}
-    left = g("Less", g.shape(stay, 0), blocks)
+def _outer(loop: _Loop, inner: GraphProto, per_sentence: bool, types) -> GraphProto:
+    """The outer loop's body: the memory rows of the batch's sentences (one per sentence, or one
+    per state row), then the inner loop of search steps until the batch changes."""
+    o = loop.o
+    g = Nodes("outer/")
+    alive = o("alive")
     if per_sentence:
-        rows, move = stay, left
-    else:
-        per = g("Div", g.shape(c(f"memory.{loop.memory[0]}"), 0), blocks)
-        rows = g.flat(g("Expand", g.unsqueeze(g("Mul", stay, per), 1), g.cat(g.shape(stay, 0), "beam")))
-        move = g("Or", left, g("Not", g("Equal", per, "beam")))
-    moved, same = Nodes("move/"), Nodes("stay/")
-    names = [f"memory.{n}" for n in loop.memory]
-    kinds = [_kind(n, types) for n in names]
-    out = g("If", g.scalar(move), outs=len(names),
-            then_branch=moved.graph("moved", [moved("Gather", c(n), rows, axis=0) for n in names], kinds),
-            else_branch=same.graph("kept", [same.identity(c(n)) for n in names], kinds))
-    return dict(zip(names, [out] if len(names) == 1 else out))
+        rows = alive
+    else:  # state row r belongs to sentence alive[r // width]
+        width = g("Div", g.shape(o("tokens"), 0), g.shape(alive, 0))
+        rows = g.flat(g("Expand", g.unsqueeze(alive, 1), g.cat(g.shape(alive, 0), width)))
+    for n in loop.memory:
+        g.nodes.append(helper.make_node("Gather", [f"enc/memory.{n}", rows], [f"outer/now.{n}"], axis=0,
+                                        name=f"outer/now.{n}/node"))
+    left = g("Sub", "search/trip", o("step"))
+    final = [g.name(f"inner_{n}") for n in loop.carried]
+    g.nodes.append(helper.make_node("Loop", [left, g.const(np.array(True))] + [o(n) for n in loop.carried], final,
+                                    name="outer/inner_loop", body=inner))
+    after = dict(zip(loop.carried, final))
+    # a sentence without K finished hypotheses is left (greedy keeps finished ones in the batch)
+    unfinished = g("Less", g("Gather", after["fin_count"], after["alive"], axis=0), "beam")
+    going = g("And", g("Cast", g("ReduceSum", g("Cast", unfinished, to=INT64), keepdims=0), to=BOOL),  # 0 when none
+              g("Less", after["step"], "search/trip"))
+    outputs = [helper.make_tensor_value_info(going, BOOL, [])]
+    outputs += [helper.make_tensor_value_info(after[n], _kind(n, types), None) for n in loop.carried]
+    inputs = [helper.make_tensor_value_info("outer/i", INT64, []), helper.make_tensor_value_info("outer/cond", BOOL, [])]
+    inputs += [helper.make_tensor_value_info(o(n), _kind(n, types), None) for n in loop.carried]
+    return helper.make_graph(g.nodes, "search_batch", inputs, outputs)
 
 
 def _kind(name: str, types: dict) -> int:
-    fixed = {"tokens": INT64, "scores": FLOAT, "history": INT64, "alive": INT64, "attended": FLOAT,
+    fixed = {"step": INT64, "tokens": INT64, "scores": FLOAT, "history": INT64, "alive": INT64, "attended": FLOAT,
              "fin_scores": DOUBLE, "fin_log_probs": FLOAT, "fin_tokens": INT64, "fin_lens": INT64, "fin_count": INT64}
     return fixed[name] if name in fixed else types[name]
 

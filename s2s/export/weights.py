@@ -5,6 +5,12 @@ a bundle would carry every tensor twice. Instead each graph of a variant names i
 in ``weights[.variant].bin``, each tensor stored once (graphs that share a tensor point at the
 same bytes). onnxruntime reads external data beside a model opened from its path; onnxruntime-web
 takes the file through the session option ``externalData``.
+
+Only a graph's own initializers move, not those of the graphs inside its nodes: the search
+loop's body keeps the step's weights inline. onnxruntime-web (1.31) reads external data of the
+top-level graph only, and the weights must stay in the body, where onnxruntime prepacks them
+for its matrix kernels (``s2s.export.search_graph``); so ``search.onnx`` carries the decoder's
+weights a second time.
 """
 
 from __future__ import annotations
