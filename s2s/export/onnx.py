@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from s2s.export.onnx_builder import head_chunk
 from s2s.models.contract import Seq2Seq
 
 OPSET = 17
@@ -141,12 +142,6 @@ def export_graphs(model: Seq2Seq, out_dir: Path, opset: int = OPSET) -> GraphSpe
         torch.onnx.export(step, inputs, str(out_dir / "decoder_step.onnx"), dynamo=False,
                           input_names=in_names, output_names=out_names, dynamic_axes=axes, opset_version=opset)
     return spec
-
-
-def head_chunk(vocab: int) -> int:
-    """Chunk width of the search head's two-stage top-k: the largest divisor of ``vocab`` within
-    16..64 that leaves at least 32 chunks, or 0 (one plain TopK) when there is none."""
-    return next((c for c in range(64, 15, -1) if vocab % c == 0 and vocab // c >= 32), 0)
 
 
 def add_search_head(path: Path) -> None:

@@ -66,6 +66,10 @@ class Nodes:
     def flat(self, x: str) -> str:
         return self("Reshape", x, self.i64([-1]))
 
+    def flat_rows(self, x: str) -> str:
+        """(R, ...) -> (R, -1)."""
+        return self("Reshape", x, self.i64([0, -1]))
+
     def filled(self, shape: str, kind: int, value) -> str:
         return self("ConstantOfShape", shape, value=numpy_helper.from_array(np.array([value], dtype=_TYPES[kind])))
 
@@ -78,6 +82,12 @@ class Nodes:
         """These nodes as a branch of an ``If``: no inputs (it reads the outer scope)."""
         return helper.make_graph(self.nodes, name, [],
                                  [helper.make_tensor_value_info(o, k, None) for o, k in zip(outputs, kinds)])
+
+
+def head_chunk(vocab: int) -> int:
+    """Chunk width of the search head's two-stage top-k: the largest divisor of ``vocab`` within
+    16..64 that leaves at least 32 chunks, or 0 (one plain TopK) when there is none."""
+    return next((c for c in range(64, 15, -1) if vocab % c == 0 and vocab // c >= 32), 0)
 
 
 def _subgraphs(node: onnx.NodeProto):

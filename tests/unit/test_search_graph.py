@@ -168,3 +168,30 @@ def test_the_graph_search_says_what_it_cannot_do(graph_bundles, tiny_bundle):
         graph.hypotheses(["A dog."], attention=True)
     with pytest.raises(ValueError, match="min_len"):
         graph.translate(["A dog."], min_len=2000)  # above the 1024-token cap of every sentence
+
+
+@pytest.mark.parametrize("k", [1, 2, 10, 40])
+def test_the_two_stage_top_k_equals_one_top_k_with_ties_to_the_lower_index(k):
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from s2s.export.onnx_builder import Nodes
+    from s2s.export.search_graph import _top
+    from s2s.search.candidates import top_k
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 6, size=(6, 2 * 1024)).astype(np.float32)  # 3 sentences x 2 rows, many ties
+    scores[0, 5:300] = -np.inf
+    g = Nodes("t/")
+    blocks = g.i64([3])
+    values, index = _top(g, "scores", blocks, "k", chunk=32)
+    graph = helper.make_graph(g.nodes, "top", [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [None, None]),
+                                               helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
+                              [helper.make_tensor_value_info(values, TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info(index, TensorProto.INT64, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got_values, got_index = session.run(None, {"scores": scores, "k": np.array([k], np.int64)})
+    want_values, want_index = top_k(scores.reshape(3, -1), k)
+    assert np.array_equal(got_index, want_index) and np.array_equal(got_values, want_values)
