@@ -161,8 +161,16 @@ def _graph_weights(bundle: Bundle) -> tuple[dict, str]:
         if role == "weights":  # the graphs' shared tensors: counted in each graph that names them
             continue
         graph = onnx.load(str(bundle.file(name)), load_external_data=False).graph
-        counts[f"{role} graph"] = sum(_product(t.dims) for t in graph.initializer)
+        counts[f"{role} graph"] = sum(_product(t.dims) for t in _initializers(graph))
     return counts, f"ONNX initializers of the {variant} graphs"
+
+
+def _initializers(graph):
+    """A graph's initializers and those of the graphs in its nodes (the search loop's body)."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            yield from (t for sub in ([attr.g] if attr.HasField("g") else attr.graphs) for t in _initializers(sub))
 
 
 def _product(dims) -> int:

@@ -195,3 +195,11 @@ def test_the_two_stage_top_k_equals_one_top_k_with_ties_to_the_lower_index(k):
     got_values, got_index = session.run(None, {"scores": scores, "k": np.array([k], np.int64)})
     want_values, want_index = top_k(scores.reshape(3, -1), k)
     assert np.array_equal(got_index, want_index) and np.array_equal(got_values, want_values)
+
+
+def test_info_counts_the_weights_inside_the_search_loop(graph_bundles):
+    from s2s.bundle import read_bundle
+    from s2s.export.info import _graph_weights
+
+    counts, _ = _graph_weights(read_bundle(graph_bundles["transformer"]))
+    assert counts["search graph"] >= counts["encoder graph"] + counts["decoder_step graph"]
