@@ -50,3 +50,27 @@ def test_a_bundle_without_a_search_graph_is_refused(node, tmp_path):
     (tmp_path / "bundle.json").write_text(json.dumps(meta), encoding="utf-8")
     done = run_client(node, tmp_path, ["A man."])
     assert done.returncode == 1 and "no search graph" in done.stderr, done.stderr
+
+
+def test_copied_source_pieces_are_spelled_as_the_python_runtime_spells_them(node, tmp_path, tiny_model_factory):
+    """A bundle with copy attention over separate vocabularies: ids past the target vocabulary
+    name source pieces the target lacks (exported/clients/pieces.mjs)."""
+    from s2s.export.bundle import add_search_graphs
+    from s2s.runtime.translator import Translator
+
+    from tests.unit.test_copy import DECODERS, SOURCE_ONLY, copy_bundle
+
+    copy_bundle(tmp_path, tiny_model_factory, *DECODERS[0])
+    meta = json.loads((tmp_path / "bundle.json").read_text(encoding="utf-8"))
+    meta["decode"].update(beam=3, max_len=4, min_len=2)  # the settings the client decodes with, in the graph
+    (tmp_path / "bundle.json").write_text(json.dumps(meta), encoding="utf-8")
+    add_search_graphs(tmp_path, ["ein zebra geht im park"])
+    lines = ["ein zebra geht im park", "der quokka und das walross", "", "walross walross zebra hund",
+             "zebra quokka walross zebra"]
+    python = Translator.load(tmp_path)
+    assert any(t >= python.vocab_size for hyps in python.hypotheses(lines) for t in hyps[0].tokens)
+    done = run_client(node, tmp_path, lines)
+    assert done.returncode == 0, done.stderr
+    got = done.stdout.split("\n")[:-1]
+    assert got == python.translate(lines)
+    assert any(word in line.split() for line in got for word in SOURCE_ONLY)

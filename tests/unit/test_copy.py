@@ -165,21 +165,18 @@ def _vocabs(folder):
                                        eos_id=3, hard_vocab_limit=False, minloglevel=2, num_threads=1)
 
 
-@pytest.mark.parametrize("decoder,attention", [DECODERS[0], DECODERS[6], DECODERS[2], DECODERS[3], DECODERS[4],
-                                               DECODERS[-2], DECODERS[-1]],
-                         ids=[IDS[0], IDS[6], IDS[2], IDS[3], IDS[4], IDS[-2], IDS[-1]])
-def test_copy_coverage_bundle_decodes_pytorchs_tokens_and_copies_source_only_words(tmp_path, tiny_model_factory,
-                                                                                   decoder, attention):
+def copy_bundle(folder, tiny_model_factory, decoder, attention):
+    """A bundle in ``folder`` of a tiny random model with copy attention and coverage over
+    separate vocabularies (so extended ids come out), with its search graph; returns the model
+    and its vocabularies."""
     from s2s.bundle import bundle_meta, write_bundle_json
     from s2s.data.vocab import SPECIAL_IDS, Vocab, Vocabs
-    from s2s.decoding.translator import Translator as TorchTranslator
+    from s2s.export.bundle import add_search_graphs
     from s2s.export.onnx import add_search_head, export_graphs
-    from s2s.export.parity import check_steps
-    from s2s.runtime import Translator
     from s2s.search.options import DecodeOptions
 
-    _vocabs(tmp_path)
-    vocabs = Vocabs(Vocab(tmp_path / "src.model"), Vocab(tmp_path / "tgt.model"))
+    _vocabs(folder)
+    vocabs = Vocabs(Vocab(folder / "src.model"), Vocab(folder / "tgt.model"))
     table = vocabs.source_to_target()
     assert (table[[vocabs.src.sp.piece_to_id(f"▁{w}") for w in SOURCE_ONLY]] == -1).all()
     model = tiny_model_factory(encoder=dict(ENCODER), decoder={**decoder, "copy": True, "coverage": True},
@@ -189,8 +186,8 @@ def test_copy_coverage_bundle_decodes_pytorchs_tokens_and_copies_source_only_wor
         for module in model.modules():
             if getattr(module, "coverage_weight", None) is not None:
                 module.coverage_weight.fill_(1.0)
-    spec = export_graphs(model, tmp_path)
-    add_search_head(tmp_path / "decoder_step.onnx")
+    spec = export_graphs(model, folder)
+    add_search_head(folder / "decoder_step.onnx")
     files = {"encoder": "encoder.onnx", "decoder_step": "decoder_step.onnx"}
     write_bundle_json(bundle_meta(
         model_family="rnn", architecture={}, special=SPECIAL_IDS, max_lengths={}, decode=DecodeOptions(),
@@ -198,10 +195,22 @@ def test_copy_coverage_bundle_decodes_pytorchs_tokens_and_copies_source_only_wor
                "target_size": len(vocabs.tgt)},
         graphs={"memory": spec.memory_specs, "state": spec.state_specs, "variants": {"fp32": files},
                 "search_head": True, "memory_per_sentence": model.decoder.memory_per_sentence,
-                "copy_extends": True}, provenance={}), tmp_path)
-    from s2s.export.bundle import add_search_graphs
+                "copy_extends": True}, provenance={}), folder)
+    add_search_graphs(folder, ["ein zebra geht im park", "der quokka und das walross"])
+    return model, vocabs
 
-    add_search_graphs(tmp_path, ["ein zebra geht im park", "der quokka und das walross"])
+
+@pytest.mark.parametrize("decoder,attention", [DECODERS[0], DECODERS[6], DECODERS[2], DECODERS[3], DECODERS[4],
+                                               DECODERS[-2], DECODERS[-1]],
+                         ids=[IDS[0], IDS[6], IDS[2], IDS[3], IDS[4], IDS[-2], IDS[-1]])
+def test_copy_coverage_bundle_decodes_pytorchs_tokens_and_copies_source_only_words(tmp_path, tiny_model_factory,
+                                                                                   decoder, attention):
+    from s2s.decoding.translator import Translator as TorchTranslator
+    from s2s.export.parity import check_steps
+    from s2s.runtime import Translator
+    from s2s.search.options import DecodeOptions
+
+    model, vocabs = copy_bundle(tmp_path, tiny_model_factory, decoder, attention)
     ours = TorchTranslator(model, vocabs, DecodeOptions())
     theirs = Translator.load(tmp_path, providers=["CPUExecutionProvider"], tune_allocator=False)
     graph = Translator.load(tmp_path, providers=["CPUExecutionProvider"], search="graph")

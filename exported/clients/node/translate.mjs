@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
+import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
 
 const { positionals, values: args } = parseArgs({
   allowPositionals: true,
@@ -43,15 +44,14 @@ async function pieces(file) {
 const source = await pieces(bundle.vocab.source);
 const target = bundle.vocab.target === bundle.vocab.source ? source : await pieces(bundle.vocab.target);
 const vocabSize = bundle.vocab.target_size;
-// Ids >= vocabSize name copied source pieces (graphs.copy_extends). This sentencepiece port has
-// no id -> piece lookup to spell them, so they come out as sentencepiece's unknown mark.
-let warnedCopy = false;
-function detokenize(ids) {
-  if (ids.some((id) => id >= vocabSize) && !warnedCopy) {
-    console.error('warning: copied source pieces are shown as the unknown mark');
-    warnedCopy = true;
-  }
-  return target.decodeIds(ids.map((id) => (id >= vocabSize ? unk : id)));
+// Ids >= vocabSize name copied source pieces (graphs.copy_extends): spelled from the models' pieces.
+const tables = bundle.graphs.copy_extends
+  ? [bundle.vocab.source, bundle.vocab.target].map((file) => modelPieces(readFileSync(join(dir, file))))
+  : null;
+function detokenize(ids, srcIds) {
+  if (!tables || ids.every((id) => id < vocabSize)) return target.decodeIds(ids);
+  const [sourcePieces, targetPieces] = tables;
+  return copiedText(ids, vocabSize, copiedIds(srcIds, sourcePieces, targetPieces, unk), sourcePieces, targetPieces);
 }
 
 const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
@@ -87,6 +87,6 @@ const output = lines.map(() => '');
 for (let start = 0; start < todo.length; start += batchSize) {
   const chunk = todo.slice(start, start + batchSize);
   const best = await search(chunk.map((i) => ids[i]));
-  chunk.forEach((i, k) => (output[i] = detokenize(best[k])));
+  chunk.forEach((i, k) => (output[i] = detokenize(best[k], ids[i])));
 }
 process.stdout.write(output.map((line) => line + '\n').join(''));

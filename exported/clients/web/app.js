@@ -3,6 +3,7 @@
 // ?bundle=URL names the bundle folder, relative to this page.
 import * as ort from 'onnxruntime-web';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
+import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => ($('status').textContent = text);
@@ -23,8 +24,10 @@ async function fetchOk(url) {
 
 async function loadPieces(name) {
   const sp = new SentencePieceProcessor();
+  const bytes = new Uint8Array(await (await fetchOk(file(name))).arrayBuffer());
   // the port's load() reads a file with Node's fs; in a page, hand it the fetched bytes
-  await sp._loadModel(new Uint8Array(await (await fetchOk(file(name))).arrayBuffer()));
+  await sp._loadModel(bytes);
+  sp.pieces = () => modelPieces(bytes); // id -> piece, for copied source pieces
   return sp;
 }
 
@@ -44,7 +47,9 @@ async function load() {
   const target = bundle.vocab.target === bundle.vocab.source ? source : await loadPieces(bundle.vocab.target);
   const name = bundleUrl.pathname.split('/').at(-2);
   $('model').textContent = `Model: ${name} (${bundle.model_family}, ${variant})`;
-  return { bundle, session, source, target };
+  // ids >= vocab.target_size name copied source pieces (graphs.copy_extends)
+  const tables = bundle.graphs.copy_extends ? [source.pieces(), target.pieces()] : null;
+  return { bundle, session, source, target, tables };
 }
 
 const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
@@ -73,6 +78,11 @@ async function translate(model, lines) {
   const { batch_size: batchSize, max_src_len: maxSrcLen } = model.bundle.decode;
   const { unk } = model.bundle.special_ids;
   const vocabSize = model.bundle.vocab.target_size;
+  const text = (out, srcIds) => {
+    if (!model.tables || out.every((id) => id < vocabSize)) return model.target.decodeIds(out);
+    const [sourcePieces, targetPieces] = model.tables;
+    return copiedText(out, vocabSize, copiedIds(srcIds, sourcePieces, targetPieces, unk), sourcePieces, targetPieces);
+  };
   const ids = lines.map((line) => model.source.encodeIds(line).slice(0, maxSrcLen > 0 ? maxSrcLen : undefined));
   const todo = lines.map((_, i) => i).filter((i) => lines[i].trim() !== '');
   todo.sort((a, b) => ids[b].length - ids[a].length);
@@ -80,8 +90,7 @@ async function translate(model, lines) {
   for (let start = 0; start < todo.length; start += batchSize) {
     const chunk = todo.slice(start, start + batchSize);
     const best = await search(model, chunk.map((i) => ids[i]));
-    // ids >= vocab size are copied source pieces (graphs.copy_extends): shown as the unknown mark
-    chunk.forEach((i, k) => (output[i] = model.target.decodeIds(best[k].map((id) => (id >= vocabSize ? unk : id)))));
+    chunk.forEach((i, k) => (output[i] = text(best[k], ids[i])));
   }
   return output;
 }
