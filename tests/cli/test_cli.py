@@ -282,6 +282,30 @@ def test_decode_benchmark_and_parity_tools_run_and_write_json(trained_run):
     assert result["max_abs_log_prob_diff"] <= 1e-4
 
 
+def test_search_graph_tools_compare_the_two_searches(trained_run):
+    """tools/check_search_graph.py and bench_decode's runtime-graph engines on the tiny run: the
+    graph search gives the Python search's tokens, and --repeat keeps every round's time."""
+    work, run, files = trained_run
+    bundle = work / "graph-bundle"
+    assert s2s("export", "--model", run, "--out", bundle, "--quantize", "int8", "--search").returncode == 0
+    out = work / "graph.json"
+    done = _tool("check_search_graph.py", "--bundle", bundle, "--source", files["test.en"], "--beams", "3,1",
+                 "--json", out, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["beam"], r["sentences"], r["differing"]) for r in rows] == [(3, 40, 0), (1, 40, 0)]
+    out = work / "decode-graph.json"
+    done = _tool("bench_decode.py", "--model", run, "--bundle", bundle, "--source", files["test.en"], "--limit", "6",
+                 "--limit-batch1", "2", "--batches", "1,4", "--beams", "3", "--repeat", "2", "--engines",
+                 "runtime-int8,runtime-graph-int8", "--json", out, timeout=300)
+    assert done.returncode == 0, done.stderr
+    rows = {(r["engine"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
+    for batch in (1, 4):
+        graph = rows["runtime-graph-int8", batch]
+        assert graph["differing_from_python_search"] == 0 and len(graph["rounds"]) == 2
+        assert graph["seconds"] == pytest.approx(sum(graph["rounds"]) / 2)  # the median of two rounds
+
+
 def test_decode_benchmark_times_this_checkout_against_another(trained_run):
     """bench_decode --against TREE: each setting in fresh processes of both trees, alternating;
     against this very checkout the tokens agree and both trees' rates are recorded per round."""
