@@ -277,13 +277,13 @@ def main() -> int:
             for r in rows:
                 if base and r["batch"] == batch and r["beam"] == beam and not r["engine"].startswith("torch"):
                     print(f"{r['engine']} / torch, batch {batch} beam {beam}: "
-                          f"{r['target_tokens_per_s'] / base['target_tokens_per_s']:.2f}x")
+                          f"{_ratio(r, base)}")
             setting = {r["engine"]: r for r in rows if r["batch"] == batch and r["beam"] == beam}
             for name, r in setting.items():  # what keeping the attention costs each engine
                 if name.endswith("+attention") and name.removesuffix("+attention") in setting:
                     off = setting[name.removesuffix("+attention")]
                     print(f"{name} / {off['engine']}, batch {batch} beam {beam}: "
-                          f"{r['target_tokens_per_s'] / off['target_tokens_per_s']:.2f}x")
+                          f"{_ratio(r, off)}")
             for variant in ("fp32", "int8"):  # the runtime against the C++ peer of the same precision
                 for ours, other in ((f"runtime-{variant}", f"ctranslate2-{variant}"),
                                     (f"runtime-graph-{variant}", f"runtime-{variant}"),
@@ -291,9 +291,14 @@ def main() -> int:
                     a, b = setting.get(ours), setting.get(other)
                     if a and b:
                         print(f"{ours} / {other}, batch {batch} beam {beam}: "
-                              f"{a['target_tokens_per_s'] / b['target_tokens_per_s']:.2f}x")
+                              f"{_ratio(a, b)}")
     _write_json(args, rows, torch.__version__)
     return 0
+
+
+def _ratio(a: dict, b: dict) -> str:
+    """Two rows' target tokens/s as a ratio; a model that emits no token has none."""
+    return f"{a['target_tokens_per_s'] / b['target_tokens_per_s']:.2f}x" if b["target_tokens_per_s"] else "n/a (no tokens)"
 
 
 def _write_json(args, rows: list[dict], torch_version: str) -> None:

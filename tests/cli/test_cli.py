@@ -296,7 +296,8 @@ def test_search_graph_tools_compare_the_two_searches(trained_run):
     assert [(r["beam"], r["sentences"], r["differing"]) for r in rows] == [(3, 40, 0), (1, 40, 0)]
     out = work / "decode-graph.json"
     done = _tool("bench_decode.py", "--model", run, "--bundle", bundle, "--source", files["test.en"], "--limit", "6",
-                 "--limit-batch1", "2", "--batches", "1,4", "--beams", "3", "--repeat", "2", "--engines",
+                 "--limit-batch1", "2", "--batches", "1,4", "--beams", "3", "--repeat", "2", "--min-len", "3",
+                 "--max-len", "3", "--engines",
                  "runtime-int8,runtime-graph-int8", "--json", out, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = {(r["engine"], r["batch"]): r for r in json.loads(out.read_text())["rows"]}
