@@ -45,7 +45,8 @@ OPTIONS = st.fixed_dictionaries({
 
 
 @pytest.mark.parametrize("family,variant", [("lstm", "fp32"), ("transformer", "fp32"), ("transformer", "int8")])
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(options=OPTIONS)
 def test_the_graph_search_gives_the_python_searchs_hypotheses(graph_bundles, multi30k_slice, family, variant,
                                                               options):
