@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
 import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
+import { bestOfBatch } from '../search.mjs';
 
 const { positionals, values: args } = parseArgs({
   allowPositionals: true,
@@ -21,7 +22,7 @@ if (positionals.length !== 1) {
 }
 const dir = positionals[0];
 const bundle = JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8'));
-const { pad, eos, unk } = bundle.special_ids;
+const { unk } = bundle.special_ids;
 const { batch_size: batchSize, max_src_len: maxSrcLen } = bundle.decode;
 
 // Graphs: fp32 when the bundle has them, else its first variant.
@@ -54,25 +55,6 @@ function detokenize(ids, srcIds) {
   return copiedText(ids, vocabSize, copiedIds(srcIds, sourcePieces, targetPieces, unk), sourcePieces, targetPieces);
 }
 
-const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
-
-// One batch of source id lists -> the best hypothesis of each, as target ids.
-async function search(batch) {
-  const width = Math.max(...batch.map((ids) => ids.length)) + 1;
-  const src = new Array(batch.length * width).fill(pad);
-  batch.forEach((ids, row) => [...ids, eos].forEach((id, col) => (src[row * width + col] = id)));
-  const out = await session.run({
-    src: int64(src, [batch.length, width]),
-    src_lengths: int64(batch.map((ids) => ids.length + 1), [batch.length]),
-  });
-  const [, nBest, steps] = out.tokens.dims;
-  return batch.map((_, row) => {
-    const start = row * nBest * steps; // hypothesis 0 of this row: the best one
-    const length = Number(out.lengths.data[row * nBest]);
-    return Array.from(out.tokens.data.subarray(start, start + length), Number);
-  });
-}
-
 // Like the Python runtime: empty lines stay empty; the others go longest first (ties in input
 // order) in batches of decode.batch_size; the output keeps the input's order.
 const lines = readFileSync(0, 'utf8').split(/\r?\n/);
@@ -86,7 +68,7 @@ todo.sort((a, b) => ids[b].length - ids[a].length);
 const output = lines.map(() => '');
 for (let start = 0; start < todo.length; start += batchSize) {
   const chunk = todo.slice(start, start + batchSize);
-  const best = await search(chunk.map((i) => ids[i]));
+  const best = await bestOfBatch(ort, session, chunk.map((i) => ids[i]), bundle.special_ids);
   chunk.forEach((i, k) => (output[i] = detokenize(best[k], ids[i])));
 }
 process.stdout.write(output.map((line) => line + '\n').join(''));

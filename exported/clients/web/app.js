@@ -4,6 +4,7 @@
 import * as ort from 'onnxruntime-web';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
 import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
+import { bestOfBatch } from '../search.mjs';
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => ($('status').textContent = text);
@@ -52,26 +53,6 @@ async function load() {
   return { bundle, session, source, target, tables };
 }
 
-const int64 = (values, dims) => new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
-
-// One batch of source id lists -> the best hypothesis of each, as target ids.
-async function search({ bundle, session }, batch) {
-  const { pad, eos } = bundle.special_ids;
-  const width = Math.max(...batch.map((ids) => ids.length)) + 1;
-  const src = new Array(batch.length * width).fill(pad);
-  batch.forEach((ids, row) => [...ids, eos].forEach((id, col) => (src[row * width + col] = id)));
-  const out = await session.run({
-    src: int64(src, [batch.length, width]),
-    src_lengths: int64(batch.map((ids) => ids.length + 1), [batch.length]),
-  });
-  const [, nBest, steps] = out.tokens.dims;
-  return batch.map((_, row) => {
-    const start = row * nBest * steps;
-    const length = Number(out.lengths.data[row * nBest]);
-    return Array.from(out.tokens.data.subarray(start, start + length), Number);
-  });
-}
-
 // As the Python runtime does: empty lines stay empty, the others go longest first in batches of
 // decode.batch_size, and come back in input order.
 async function translate(model, lines) {
@@ -89,7 +70,7 @@ async function translate(model, lines) {
   const output = lines.map(() => '');
   for (let start = 0; start < todo.length; start += batchSize) {
     const chunk = todo.slice(start, start + batchSize);
-    const best = await search(model, chunk.map((i) => ids[i]));
+    const best = await bestOfBatch(ort, model.session, chunk.map((i) => ids[i]), model.bundle.special_ids);
     chunk.forEach((i, k) => (output[i] = text(best[k], ids[i])));
   }
   return output;
