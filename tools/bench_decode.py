@@ -35,7 +35,11 @@ exports has it, a ``--bundle`` needs ``s2s export --search``), and ``ctranslate2
 engine (``pip install -e '.[bench]'``), running the same weights (:mod:`tools.peer_ctranslate2`
 converts a transformer run) on the same lines and threads, each setting timed in a process of its
 own. Its length penalty is its own, so compare it in fixed-length mode (``--min-len`` =
-``--max-len``).
+``--max-len``). ``--ctranslate2-env`` sets environment variables of its worker processes
+(``KEY=VALUE`` for both variants, ``fp32:KEY=VALUE`` or ``int8:KEY=VALUE`` for one), to time it in
+its fastest configuration on the machine: on some CPUs its threaded Intel MKL products run several
+times slower with 2 threads than with 1 (``CT2_VERBOSE=1`` names its backends), where
+``CT2_USE_MKL=0`` (oneDNN) or ``OMP_DYNAMIC=true`` is faster.
 """
 
 from __future__ import annotations
@@ -101,6 +105,20 @@ for _ in range(request["passes"]):  # the median pass: one pass of a second or t
     times.append(time.perf_counter() - start)
 print(json.dumps({"seconds": sorted(times)[len(times) // 2], "tokens": [h[0].tokens for h in hyps]}))
 """
+
+
+def parse_peer_env(given: list[str]) -> dict[str, dict[str, str]]:
+    """``--ctranslate2-env`` values as {variant: {key: value}}: ``KEY=VALUE`` holds for both
+    variants, ``fp32:KEY=VALUE`` / ``int8:KEY=VALUE`` for one."""
+    env: dict[str, dict[str, str]] = {"fp32": {}, "int8": {}}
+    for item in given:
+        variants, _, setting = item.partition(":") if ":" in item.split("=", 1)[0] else ("", "", item)
+        key, eq, value = setting.partition("=")
+        if not eq or not key or (variants and variants not in env):
+            raise ValueError(f"--ctranslate2-env {item!r}: expected KEY=VALUE, fp32:KEY=VALUE or int8:KEY=VALUE")
+        for variant in [variants] if variants else list(env):
+            env[variant][key] = value
+    return env
 
 
 def run_worker(tree: Path, request: dict) -> dict:
@@ -176,8 +194,14 @@ def main() -> int:
                         help="keep each hypothesis's attention (both: time every engine without and with it)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="time every engine this many times per setting, taking turns; the median counts")
+    parser.add_argument("--ctranslate2-env", action="append", default=[], metavar="[VARIANT:]KEY=VALUE",
+                        help="an environment variable of CTranslate2's worker processes (repeatable)")
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
+    try:
+        peer_env = parse_peer_env(args.ctranslate2_env)
+    except ValueError as err:
+        parser.error(str(err))
     if args.random_init == (args.model is not None) or (args.random_init and not args.arch):
         parser.error("give either --model RUN, or --random-init with --arch")
     if args.attention != "off" and any(e.startswith("ctranslate2-") for e in args.engines.split(",")):
@@ -226,8 +250,9 @@ def main() -> int:
             from s2s.bundle import read_bundle
             from tools.peer_ctranslate2 import PeerEngine
 
-            engines[name] = PeerEngine(args.model, name.split("-", 1)[1], scratch.name,
-                                       read_bundle(bundle).vocab_files()[0], args.threads)
+            variant = name.split("-", 1)[1]
+            engines[name] = PeerEngine(args.model, variant, scratch.name, read_bundle(bundle).vocab_files()[0],
+                                       args.threads, env=peer_env.get(variant, {}))
         else:
             parser.error(f"unknown engine {name}")
     keep = {"off": [False], "on": [True], "both": [False, True]}[args.attention]
@@ -260,6 +285,8 @@ def main() -> int:
                              "sentences_per_s": len(chosen) / seconds, "target_tokens_per_s": tokens / seconds,
                              "seconds": seconds, "rounds": times[name]})
                 r = rows[-1]
+                if hasattr(engine, "last_environment"):  # the peer's threading settings, as its worker saw them
+                    r["environment"] = engine.last_environment
                 same = ""
                 if name != "torch" and "torch" in outputs:  # token-for-token agreement with PyTorch
                     r["differing_from_torch"] = sum(a != b for a, b in zip(outputs[name], outputs["torch"]))
@@ -306,7 +333,7 @@ def _write_json(args, rows: list[dict], torch_version: str) -> None:
         return
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     meta = {"model": args.model, "arch": args.arch, "attention": args.attention, "random_init": args.random_init, "threads": args.threads,
-            "repeat": getattr(args, "repeat", 1),
+            "repeat": getattr(args, "repeat", 1), "ctranslate2_env": getattr(args, "ctranslate2_env", []),
             "min_len": args.min_len, "max_len": args.max_len, "against": args.against, "torch": torch_version,
             "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
     Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")

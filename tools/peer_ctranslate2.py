@@ -159,6 +159,9 @@ def check(run: str, ct2_dir: str, source: str, reference: str | None, limit: int
     return {"sentences": len(lines), "max_abs_log_prob_diff": worst, "greedy_same": same}
 
 
+THREADING_ENV = ("CT2_", "OMP_", "GOMP_", "KMP_", "MKL_", "DNNL_", "ONEDNN_")
+
+
 def time_translation(ct2_dir: str, compute_type: str, lines: list[str], pieces_of, batch: int, beam: int,
                      min_len: int, max_len: int, threads: int) -> dict:
     """Warm up on the first batch, then time one ``translate_batch`` over all lines. CTranslate2
@@ -173,14 +176,17 @@ def time_translation(ct2_dir: str, compute_type: str, lines: list[str], pieces_o
     start = time.perf_counter()
     results = engine.translate_batch(source, **options)
     seconds = time.perf_counter() - start
-    return {"seconds": seconds, "hypotheses": [r.hypotheses[0] for r in results]}
+    # the threading settings this process ran with (bench_decode's --ctranslate2-env sets them)
+    environment = {k: v for k, v in os.environ.items() if k.startswith(THREADING_ENV)}
+    return {"seconds": seconds, "hypotheses": [r.hypotheses[0] for r in results], "environment": environment}
 
 
 class PeerEngine:
     """``tools/bench_decode.py``'s handle on CTranslate2: converts the run once, then times each
     setting in a fresh ``time`` process and maps the pieces it returns back to ids."""
 
-    def __init__(self, run: str | Path, variant: str, workdir: str | Path, spm_model: str | Path, threads: int):
+    def __init__(self, run: str | Path, variant: str, workdir: str | Path, spm_model: str | Path, threads: int,
+                 env: dict[str, str] | None = None):
         if variant not in ("fp32", "int8"):
             raise SystemExit(f"ctranslate2-{variant}: the variants are fp32 and int8")
         import sentencepiece as spm
@@ -188,6 +194,8 @@ class PeerEngine:
         self.model = convert(run, Path(workdir) / f"ctranslate2-{variant}", "int8" if variant == "int8" else None)
         self.compute_type = "int8" if variant == "int8" else "float32"
         self.spm_model, self.threads, self.workdir = str(spm_model), threads, Path(workdir)
+        self.env = dict(env or {})  # set in each worker process (its threading backends read them at start)
+        self.last_environment: dict[str, str] = {}  # the threading variables the last worker saw
         self.sp = spm.SentencePieceProcessor(model_file=self.spm_model)
 
     def timed_hypotheses(self, lines: list[str], beam: int, batch_size: int, min_len: int = 0,
@@ -201,10 +209,11 @@ class PeerEngine:
                    "--spm", self.spm_model, "--source", str(source), "--batch", str(batch_size), "--beam", str(beam),
                    "--min-len", str(min_len), "--max-len", str(max_len), "--threads", str(self.threads),
                    "--json", str(out)]
-        done = subprocess.run(command, capture_output=True, text=True)
+        done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **self.env})
         if done.returncode != 0:
             raise SystemExit(f"CTranslate2 worker failed:\n{done.stderr}")
         result = json.loads(out.read_text())
+        self.last_environment = result["environment"]
         return [[self.sp.piece_to_id(p) for p in h] for h in result["hypotheses"]], result["seconds"]
 
 

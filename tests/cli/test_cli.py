@@ -414,6 +414,7 @@ def test_ctranslate2_peer_runs_the_same_weights(tmp_path, tiny_recipe_raw, train
     done = _tool("bench_decode.py", "--model", run, "--source", raw["data"]["test"]["src"], "--batch", "4",
                  "--beam", "2", "--limit", "8", "--min-len", "5", "--max-len", "5",
                  "--engines", "torch,runtime-fp32,ctranslate2-fp32,ctranslate2-int8", "--json", bench,
+                 "--ctranslate2-env", "OMP_DYNAMIC=true", "--ctranslate2-env", "fp32:CT2_USE_MKL=0",
                  env={"TMPDIR": str(scratch)})
     assert done.returncode == 0, done.stderr
     # the export and CTranslate2's conversions are gone (onnxruntime leaves its .ses marker file)
@@ -421,8 +422,15 @@ def test_ctranslate2_peer_runs_the_same_weights(tmp_path, tiny_recipe_raw, train
     rows = {r["engine"]: r for r in json.loads(bench.read_text())["rows"]}
     assert set(rows) == {"torch", "runtime-fp32", "ctranslate2-fp32", "ctranslate2-int8"}
     for r in rows.values():  # fixed length: every engine emitted exactly 5 tokens per sentence
-        assert r["target_tokens_per_s"] == pytest.approx(5 * r["sentences_per_s"], rel=1e-6)
+        assert r["target_tokens_per_s"] == pytest.approx(5 * r["sentences_per_s"], rel=1e-6), r["engine"]
     assert "runtime-fp32 / ctranslate2-fp32, batch 4 beam 2" in done.stdout
+    # --ctranslate2-env reached each variant's worker process, and only the variant it names
+    assert rows["ctranslate2-fp32"]["environment"].get("CT2_USE_MKL") == "0"
+    assert rows["ctranslate2-fp32"]["environment"].get("OMP_DYNAMIC") == "true"
+    assert rows["ctranslate2-int8"]["environment"].get("OMP_DYNAMIC") == "true"
+    assert "CT2_USE_MKL" not in rows["ctranslate2-int8"]["environment"]
+    refused = _tool("bench_decode.py", "--model", run, "--engines", "ctranslate2-fp32", "--ctranslate2-env", "gpu:X=1")
+    assert refused.returncode == 2 and "expected KEY=VALUE, fp32:KEY=VALUE or int8:KEY=VALUE" in refused.stderr
 
     _, rnn_run, _ = trained_run
     refused = _tool("peer_ctranslate2.py", "convert", "--model", rnn_run, "--out", tmp_path / "rnn")
