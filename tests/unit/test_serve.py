@@ -434,6 +434,22 @@ def test_bench_serve_runs_and_writes_its_rows(bundle, multi30k_slice, tmp_path):
     assert set(report["ratios"]) == {"batching_speedup", "served_vs_offline", "latency_vs_direct"}
 
 
+def test_bench_serve_ratios_take_the_latency_goal_from_one_client_only():
+    """The latency goal is one client's p50 against the direct p50: a run without a 1-client row
+    reports it as not measured instead of comparing another client count's latency."""
+    from tools.bench_serve import ratios
+
+    def row(batching, clients, sent, p50):
+        return {"batching": batching, "clients": clients, "sentences_per_s": sent, "p50_ms": p50}
+
+    offline, direct = {"sentences_per_s": 200.0}, {"p50_ms": 10.0}
+    rows = [row(True, 32, 180.0, 180.0), row(False, 32, 60.0, 400.0)]
+    assert ratios(rows, offline, direct) == {"batching_speedup": pytest.approx(3.0),
+                                             "served_vs_offline": pytest.approx(0.9), "latency_vs_direct": None}
+    rows += [row(True, 1, 80.0, 12.0), row(False, 1, 80.0, 11.0)]
+    assert ratios(rows, offline, direct)["latency_vs_direct"] == pytest.approx(1.2)
+
+
 def test_the_standard_library_client_translates_through_the_server(translator, lines):
     """exported/clients/http_client.py: stdin lines out as translations, in order, in requests
     of --batch lines; it is run where only the standard library is importable from it."""
