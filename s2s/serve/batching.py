@@ -16,7 +16,9 @@ Counting the wait from the end of the last search matters under steady load: the
 answered by one search send their next requests a few milliseconds after it ends. Counted from
 arrival only, the requests that came in during the search are already past their deadline and
 go alone, and the clients settle into two alternating half batches; waiting for the answered
-clients lets the two halves meet in one full batch.
+clients lets the two halves meet in one full batch. The wait also ends as soon as as many
+requests have arrived since that search ended as it answered: the answered clients are back,
+and waiting longer would only add latency.
 
 If a batched search raises, each job of that batch is searched again alone: only the job whose
 sentences fail again gets the error; the others get their results.
@@ -116,6 +118,7 @@ class Batcher:
         self._in_flight = 0  # jobs submitted and not yet settled
         self._crowded_at = float("-inf")  # when more than one job was last in flight
         self._free_at = float("-inf")  # when the worker's last search ended
+        self._answered = 0  # requests that search answered (0: none to wait for)
 
     # ------------------------------------------------------------------ event loop side
     def start(self) -> None:
@@ -169,7 +172,7 @@ class Batcher:
                 return
             self._search(batch)
             with self._cond:
-                self._free_at = time.monotonic()
+                self._free_at, self._answered = time.monotonic(), len(batch)
 
     def _gather(self) -> Batch | None:
         """Wait for the next batch; None once stopped. Under the lock."""
@@ -184,7 +187,7 @@ class Batcher:
                 first = self._pending[0]
                 if self.limits.batching and not self._alone(first):
                     deadline = max(first.arrived, self._free_at) + self.limits.max_wait_ms / 1000
-                    while not self._stopping and not self._full(first.key):
+                    while not self._stopping and not self._full(first.key) and not self._answered_back():
                         left = deadline - time.monotonic()
                         if left <= 0 or not self._cond.wait(left):
                             break
@@ -201,6 +204,11 @@ class Batcher:
         lone client's request, searched at once instead of waiting for company that a client
         sending one request after the other cannot send."""
         return len(self._pending) == 1 and job.arrived - self._crowded_at > LONE_S
+
+    def _answered_back(self) -> bool:
+        """Whether as many requests arrived since the last search ended as it answered: under
+        closed-loop load, its clients have all sent their next request."""
+        return bool(self._answered) and sum(job.arrived >= self._free_at for job in self._pending) >= self._answered
 
     def _full(self, key: DecodeKey) -> bool:
         sentences = tokens = 0

@@ -230,6 +230,50 @@ def test_requests_that_came_during_a_search_wait_for_the_answered_clients():
         batcher.stop(timeout=5)
 
 
+def test_the_wait_ends_when_the_answered_clients_are_back():
+    """After a search, the next one waits for the clients it answered (at most ``max_wait_ms``),
+    but no longer than it takes them to send again: once as many requests arrived as the search
+    answered, it starts, far before the deadline and without a full batch."""
+    from types import SimpleNamespace
+
+    from s2s.serve import Limits
+    from s2s.serve.batching import Batcher, DecodeKey
+    from s2s.serve.metrics import Metrics
+
+    searched, ended = [], []
+
+    class Slow:
+        def hypotheses(self, lines, **options):
+            searched.append((len(lines), time.monotonic()))
+            time.sleep(0.3)
+            ended.append(time.monotonic())
+            return [[SimpleNamespace(tokens=[7])] for _ in lines]
+
+    batcher = Batcher("m", Slow(), Limits(max_wait_ms=1500, max_batch=16), Metrics())
+    batcher.start()
+    key, render = DecodeKey(beam=1, n_best=1, max_len=0), (lambda line, hyps: line)
+    try:
+        first = [batcher.submit([f"a{i}"], [1], key, render) for i in range(2)]
+        deadline = time.monotonic() + 5
+        while not searched and time.monotonic() < deadline:  # the first search waits its 1.5 s
+            time.sleep(0.01)
+        during = batcher.submit(["b"], [1], key, render)  # queued during the first search
+
+        def client_again(job, i):  # each answered client sends again 20 ms after its answer
+            job.future.result(timeout=5)
+            time.sleep(0.02)
+            return batcher.submit([f"c{i}"], [1], key, render)
+
+        with ThreadPoolExecutor(2) as pool:
+            again = [f.result(timeout=5) for f in [pool.submit(client_again, job, i) for i, job in enumerate(first)]]
+        assert during.future.result(timeout=5) == ["b"]
+        assert [job.future.result(timeout=5) for job in again] == [["c0"], ["c1"]]
+        assert [n for n, _ in searched] == [2, 3]
+        assert searched[1][1] - ended[0] < 0.5  # well before the 1.5 s wait from the first search's end
+    finally:
+        batcher.stop(timeout=5)
+
+
 # --------------------------------------------------------------------------- bad requests
 LONG = "word " * 100  # 500 characters, more than the client fixture's 400
 
