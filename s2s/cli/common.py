@@ -53,9 +53,10 @@ def add_decode_options(parser) -> None:
     group.add_argument("--device", default="cpu", help="cpu or cuda")
     group.add_argument("--variant", choices=["fp32", "int8"],
                        help="which graphs of a bundle to use (default: fp32, or the bundle's only variant)")
-    group.add_argument("--search", choices=["python", "graph"], default="python",
+    group.add_argument("--search", choices=["python", "graph", "auto"], default="python",
                        help="with a bundle: run beam search and greedy in Python over the step graph (default), "
-                            "or inside the bundle's search.onnx in one call (s2s export --search)")
+                            "or inside the bundle's search.onnx in one call (s2s export --search); auto: the "
+                            "graph where the bundle has one and the call needs no sampling or attention")
 
 
 def decode_options(args) -> dict:
@@ -78,7 +79,7 @@ def open_translator(args):
         return Translator.load(args.model, args.variant, providers, tune_allocator=True,
                                search=getattr(args, "search", "python"))
     if getattr(args, "search", "python") != "python":
-        raise ConfigError(f"{args.model}: --search graph needs an exported bundle with search.onnx, not a run")
+        raise ConfigError(f"{args.model}: --search {args.search} needs an exported bundle with search.onnx, not a run")
     import s2s.models  # noqa: F401  (registers the parts the run's recipe names)
     from s2s.decoding.translator import Translator
 

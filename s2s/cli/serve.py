@@ -19,6 +19,10 @@ def add_parser(sub) -> None:
                    help="onnxruntime threads per model (default: $S2S_THREADS, else onnxruntime's choice)")
     p.add_argument("--variant", choices=["fp32", "int8"],
                    help="which graphs of each bundle (default: fp32, or the bundle's only variant)")
+    p.add_argument("--search", choices=["python", "auto"], default="python",
+                   help="where beam search and greedy run: in Python over the step graph (default), or auto: "
+                        "inside each bundle's search.onnx in one onnxruntime call where it has one (s2s export "
+                        "--search), requests for attention or alignment still in Python")
     p.add_argument("--tune-allocator", action="store_true",
                    help="let the runtime tune glibc's allocator for the whole process (keep freed pages, huge pages)")
     p.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"],
@@ -51,4 +55,4 @@ def run(args) -> int:
 
     limits = Limits(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Limits)})
     return serve(args.bundles, args.host, args.port, limits, args.variant, args.threads, args.tune_allocator,
-                 args.log_level, args.http, args.loop)
+                 args.log_level, args.http, args.loop, args.search)

@@ -27,7 +27,7 @@ def default_providers() -> list[str]:
 
 
 SPIN = ("run", "always", "never")  # when onnxruntime's worker threads may busy-wait (Translator's spin)
-SEARCHES = ("python", "graph")  # where beam search and greedy run (Translator's search)
+SEARCHES = ("python", "graph", "auto")  # where beam search and greedy run (Translator's search)
 
 
 class Translator(base.Translator):
@@ -54,7 +54,9 @@ class Translator(base.Translator):
     ``search`` says where beam search and greedy run: ``"python"`` (default), the numpy loops of
     :mod:`s2s.search.loops` calling the step graph once per target position; ``"graph"``, the
     bundle's ``search.onnx`` (``s2s export --search``), the same search inside one onnxruntime
-    call (:mod:`s2s.runtime.graph_search`). Sampling and kept attention need the Python search.
+    call (:mod:`s2s.runtime.graph_search`). Sampling and kept attention need the Python search:
+    with ``"graph"`` asking for them is an error; ``"auto"`` runs them in the Python search and
+    everything else in the graph (in the Python search when the bundle has no search graph).
     """
 
     def __init__(self, bundle: Bundle, variant: str | None = None, providers: list[str] | None = None,
@@ -85,11 +87,13 @@ class Translator(base.Translator):
         self.encoder = ort.InferenceSession(str(bundle.file(files["encoder"])), options, providers=self.providers)
         self.decoder = ort.InferenceSession(str(bundle.file(files["decoder_step"])), options, providers=self.providers)
         self.search = search
-        if search == "graph":
-            if "search" not in files:
-                raise BundleError(f"{bundle.path}: no search graph for the {variant} variant; add one with "
-                                  f"s2s export --model {bundle.path} --search")
-            self.search_graph = ort.InferenceSession(str(bundle.file(files["search"])), options, providers=self.providers)
+        if search == "graph" and "search" not in files:
+            raise BundleError(f"{bundle.path}: no search graph for the {variant} variant; add one with "
+                              f"s2s export --model {bundle.path} --search")
+        self.search_graph = None
+        if search != "python" and "search" in files:
+            self.search_graph = ort.InferenceSession(str(bundle.file(files["search"])), options,
+                                                     providers=self.providers)
         # the weights (and their prepacked copies) now fill [start, heap top): 2 MiB pages for them
         self.huge_page_bytes = back_with_huge_pages(start, heap_top()) if tune_allocator else 0
         src, tgt = bundle.vocab_files()
@@ -170,11 +174,13 @@ class Translator(base.Translator):
 
     def search_batch(self, ids: list[list[int]], options, rng=None, attention: bool = False):
         """With ``search="graph"``: the batch's n-best lists from one run of ``search.onnx``;
-        otherwise the Python search (:meth:`s2s.search.translator.Translator.search_batch`)."""
-        if self.search != "graph":
+        with ``"auto"`` too, unless the call samples or keeps attention or the bundle has no search
+        graph; otherwise the Python search (:meth:`s2s.search.translator.Translator.search_batch`)."""
+        if self.search_graph is None or (self.search == "auto" and (attention or options.sample)):
             return super().search_batch(ids, options, rng, attention)
         if attention:
-            raise ConfigError("the graph search returns no attention; keep attention with search='python'")
+            raise ConfigError("the graph search returns no attention; keep attention with search='python' "
+                              "(or 'auto': the Python search for such calls)")
         src, lengths = self.padded(ids)
         limits_of(lengths, options, self.special.eos)  # an impossible min_len fails here, as in the Python search
         tokens, lengths_out, scores, log_probs = self.search_graph.run(

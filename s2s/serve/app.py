@@ -62,7 +62,9 @@ def model_info(name: str, translator, serving: Serving) -> dict:
     meta = translator.bundle.meta
     languages = meta.get("languages") if isinstance(meta.get("languages"), dict) else {}
     return {"name": name, "path": serving.paths.get(name, str(translator.bundle.path)),
-            "variant": translator.variant, "model_family": meta.get("model_family"),
+            "variant": translator.variant,
+            "search": "graph" if getattr(translator, "search_graph", None) is not None else "python",
+            "model_family": meta.get("model_family"),
             "architecture": meta.get("architecture"),
             "source_language": meta.get("source_language") or languages.get("source"),
             "target_language": meta.get("target_language") or languages.get("target"),

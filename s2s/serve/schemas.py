@@ -87,6 +87,8 @@ class ModelInfo(BaseModel):
     name: str
     path: str
     variant: str
+    search: str = Field("python", description="where beam search and greedy run: python (over the step graph) or "
+                                              "graph (the bundle's search.onnx, one onnxruntime call per batch)")
     model_family: str | None = None
     architecture: dict | None = None
     source_language: str | None = None

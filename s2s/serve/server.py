@@ -20,15 +20,15 @@ log = logging.getLogger("s2s.serve")
 
 
 def load_translators(specs: list[ModelSpec], variant: str | None = None, threads: int | None = None,
-                     tune_allocator: bool = False) -> dict[str, Translator]:
+                     tune_allocator: bool = False, search: str = "python") -> dict[str, Translator]:
     """Each bundle loaded once (its onnxruntime sessions use ``threads`` threads each)."""
     return {spec.name: Translator.load(spec.path, variant, providers=None, threads=threads,
-                                       tune_allocator=tune_allocator) for spec in specs}
+                                       tune_allocator=tune_allocator, search=search) for spec in specs}
 
 
 def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8080, limits: Limits | None = None,
           variant: str | None = None, threads: int | None = None, tune_allocator: bool = False,
-          log_level: str = "info", http: str = "auto", loop: str = "auto") -> int:
+          log_level: str = "info", http: str = "auto", loop: str = "auto", search: str = "python") -> int:
     """``s2s serve``: ``bundles`` are ``PATH`` or ``NAME=PATH``; returns 0 after a clean shutdown.
     ``http`` and ``loop`` pick uvicorn's HTTP parser and event loop; "auto" takes httptools and
     uvloop where installed. The serve extra installs neither: on the 2-core CPU at 32 clients,
@@ -36,7 +36,7 @@ def serve(bundles: list[str], host: str = "127.0.0.1", port: int = 8080, limits:
     limits = limits or Limits()
     specs = parse_model_specs(bundles)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s:     %(name)s: %(message)s")
-    translators = load_translators(specs, variant, threads, tune_allocator)
+    translators = load_translators(specs, variant, threads, tune_allocator, search)
     app = create_app(translators, limits, {s.name: str(s.path) for s in specs})
     log.info("serving %s on http://%s:%d", ", ".join(translators), host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on", http=http, loop=loop,

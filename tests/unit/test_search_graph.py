@@ -171,6 +171,34 @@ def test_the_graph_search_says_what_it_cannot_do(graph_bundles, tiny_bundle):
         graph.translate(["A dog."], min_len=2000)  # above the 1024-token cap of every sentence
 
 
+def test_auto_search_takes_the_graph_where_it_can(graph_bundles, tiny_bundle, multi30k_slice):
+    """search="auto": beam search and greedy in search.onnx, sampling and kept attention in the
+    Python search, and a bundle without a search graph in the Python search."""
+    from s2s.runtime import Translator
+
+    lines = _lines(multi30k_slice, 6)
+    python = Translator.load(graph_bundles["lstm"], search="python")
+    auto = Translator.load(graph_bundles["lstm"], search="auto")
+    runs = []
+    session = auto.search_graph
+
+    class Counted:
+        def run(self, *args, **kwargs):
+            runs.append(1)
+            return session.run(*args, **kwargs)
+
+    auto.search_graph = Counted()
+    assert _tokens(auto.hypotheses(lines, beam=3, n_best=2)) == _tokens(python.hypotheses(lines, beam=3, n_best=2))
+    assert auto.translate(lines, beam=1) == python.translate(lines, beam=1)
+    assert len(runs) == 2
+    kept = auto.hypotheses(lines[:2], beam=2, attention=True)
+    assert all(h.attention is not None for hyps in kept for h in hyps)
+    assert auto.translate(lines[:2], sample=True, seed=3) == python.translate(lines[:2], sample=True, seed=3)
+    assert len(runs) == 2  # attention and sampling ran in the Python search
+    plain = Translator.load(tiny_bundle, search="auto")  # no search graph: the Python search
+    assert plain.search_graph is None and plain.translate(lines, beam=3) == python.translate(lines, beam=3)
+
+
 @pytest.mark.parametrize("k", [1, 2, 10, 40])
 def test_the_two_stage_top_k_equals_one_top_k_with_ties_to_the_lower_index(k):
     import numpy as np

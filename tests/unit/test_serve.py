@@ -150,6 +150,40 @@ def test_attention_and_alignment_when_asked(client, translator, lines):
     assert "attention" not in translate(client, text=lines[0], alignment=True).json()["translations"][0]
 
 
+def test_a_server_with_the_search_graph_answers_as_the_python_search(bundle, translator, lines, tmp_path):
+    """``s2s serve --search auto``: a bundle with search.onnx decodes each batch in one run of
+    it, with the Python search's results; requests for attention still get it (Python search)."""
+    import shutil
+
+    from s2s.export.bundle import add_search_graphs
+    from s2s.runtime import Translator
+
+    with_graph = tmp_path / "with-graph"
+    shutil.copytree(bundle, with_graph)
+    add_search_graphs(with_graph)
+    graph = Translator.load(with_graph, "fp32", providers=None, threads=1, search="auto")
+    runs = []
+    session = graph.search_graph
+
+    class Counted:  # the graph session, counting its runs
+        def run(self, *args, **kwargs):
+            runs.append(1)
+            return session.run(*args, **kwargs)
+
+    graph.search_graph = Counted()
+    with serving({"graph": graph, "python": translator}) as client:
+        searches = {m["name"]: m["search"] for m in client.get("/v1/models").json()["models"]}
+        assert searches == {"graph": "graph", "python": "python"}
+        for beam in (1, 3):
+            body = {"text": lines[:6], "beam": beam}
+            got = [t["text"] for t in translate(client, model="graph", **body).json()["translations"]]
+            assert got == [t["text"] for t in translate(client, model="python", **body).json()["translations"]]
+        assert len(runs) == 2  # one run of search.onnx per batch
+        first = translate(client, model="graph", text=lines[0], beam=2, attention=True).json()["translations"][0]
+        assert len(first["attention"]["weights"]) == len(first["attention"]["target"]) > 0
+        assert len(runs) == 2  # attention came from the Python search
+
+
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(translator, lines):
     expected = translator.translate(lines, beam=2)
     with serving({"tiny": translator}, max_wait_ms=200, max_batch=16) as client:
@@ -465,7 +499,7 @@ def test_bench_serve_runs_and_writes_its_rows(bundle, multi30k_slice, tmp_path):
     out = tmp_path / "bench.json"
     done = subprocess.run([sys.executable, str(ROOT / "tools" / "bench_serve.py"), str(bundle), "--seconds", "1",
                            "--clients", "1,2", "--offline-lines", "16", "--source", str(multi30k_slice["test.en"]),
-                           "--threads", "1", "--json", str(out)],
+                           "--threads", "1", "--search", "auto", "--json", str(out)],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
@@ -476,6 +510,7 @@ def test_bench_serve_runs_and_writes_its_rows(bundle, multi30k_slice, tmp_path):
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
     assert report["offline"]["sentences_per_s"] > 0 and report["direct"]["p50_ms"] > 0
     assert set(report["ratios"]) == {"batching_speedup", "served_vs_offline", "latency_vs_direct"}
+    assert report["meta"]["search"] == "auto"
 
 
 def test_bench_serve_ratios_take_the_latency_goal_from_one_client_only():
