@@ -28,8 +28,9 @@ class Limits:
     timeout: float = _opt(30.0, "seconds a request may take, queueing included (more: 504)")
     max_batch: int = _opt(32, "sentences per batched search")
     max_batch_tokens: int = _opt(4096, "source tokens per batched search")
-    max_wait_ms: float = _opt(5.0, "milliseconds at most spent gathering concurrent requests into one search (a "
-                                   "lone client's requests never wait)")
+    max_wait_ms: float = _opt(20.0, "milliseconds at most spent gathering concurrent requests into one search, "
+                                    "from arrival or the end of the last search (a lone client's requests never "
+                                    "wait; the wait ends once the clients that search answered have sent again)")
     max_queue: int = _opt(512, "sentences waiting for a search (more: 503 with Retry-After)")
     batching: bool = _opt(True, "gather concurrent requests into one search (False: each request alone)")
 
