@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from unittest.mock import Mock
 
 import onnx
 import pytest
@@ -179,22 +180,14 @@ def test_auto_search_takes_the_graph_where_it_can(graph_bundles, tiny_bundle, mu
     lines = _lines(multi30k_slice, 6)
     python = Translator.load(graph_bundles["lstm"], search="python")
     auto = Translator.load(graph_bundles["lstm"], search="auto")
-    runs = []
-    session = auto.search_graph
-
-    class Counted:
-        def run(self, *args, **kwargs):
-            runs.append(1)
-            return session.run(*args, **kwargs)
-
-    auto.search_graph = Counted()
+    auto.search_graph = counted = Mock(wraps=auto.search_graph)  # the graph session, its runs counted
     assert _tokens(auto.hypotheses(lines, beam=3, n_best=2)) == _tokens(python.hypotheses(lines, beam=3, n_best=2))
     assert auto.translate(lines, beam=1) == python.translate(lines, beam=1)
-    assert len(runs) == 2
+    assert counted.run.call_count == 2
     kept = auto.hypotheses(lines[:2], beam=2, attention=True)
     assert all(h.attention is not None for hyps in kept for h in hyps)
     assert auto.translate(lines[:2], sample=True, seed=3) == python.translate(lines[:2], sample=True, seed=3)
-    assert len(runs) == 2  # attention and sampling ran in the Python search
+    assert counted.run.call_count == 2  # attention and sampling ran in the Python search
     plain = Translator.load(tiny_bundle, search="auto")  # no search graph: the Python search
     assert plain.search_graph is None and plain.translate(lines, beam=3) == python.translate(lines, beam=3)
 

@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from unittest.mock import Mock
 
 import pytest
 
@@ -162,15 +163,7 @@ def test_a_server_with_the_search_graph_answers_as_the_python_search(bundle, tra
     shutil.copytree(bundle, with_graph)
     add_search_graphs(with_graph)
     graph = Translator.load(with_graph, "fp32", providers=None, threads=1, search="auto")
-    runs = []
-    session = graph.search_graph
-
-    class Counted:  # the graph session, counting its runs
-        def run(self, *args, **kwargs):
-            runs.append(1)
-            return session.run(*args, **kwargs)
-
-    graph.search_graph = Counted()
+    graph.search_graph = counted = Mock(wraps=graph.search_graph)  # the graph session, its runs counted
     with serving({"graph": graph, "python": translator}) as client:
         searches = {m["name"]: m["search"] for m in client.get("/v1/models").json()["models"]}
         assert searches == {"graph": "graph", "python": "python"}
@@ -178,10 +171,10 @@ def test_a_server_with_the_search_graph_answers_as_the_python_search(bundle, tra
             body = {"text": lines[:6], "beam": beam}
             got = [t["text"] for t in translate(client, model="graph", **body).json()["translations"]]
             assert got == [t["text"] for t in translate(client, model="python", **body).json()["translations"]]
-        assert len(runs) == 2  # one run of search.onnx per batch
+        assert counted.run.call_count == 2  # one run of search.onnx per batch
         first = translate(client, model="graph", text=lines[0], beam=2, attention=True).json()["translations"][0]
         assert len(first["attention"]["weights"]) == len(first["attention"]["target"]) > 0
-        assert len(runs) == 2  # attention came from the Python search
+        assert counted.run.call_count == 2  # attention came from the Python search
 
 
 def test_concurrent_requests_are_batched_and_each_gets_its_own_answer(translator, lines):
@@ -224,28 +217,45 @@ def test_without_batching_each_request_is_searched_alone(translator, lines):
         assert metric(client, "s2s_batch_sentences_sum", model="tiny") == 12
 
 
-def test_requests_that_came_during_a_search_wait_for_the_answered_clients():
-    """Under steady load the clients answered by one search send again a few milliseconds after it
-    ends; the requests that queued during that search must wait for them (``max_wait_ms`` from the
-    search's end), not go alone because their own arrival is long past: two half batches merge."""
-    from types import SimpleNamespace
+class SlowSearch:
+    """A stand-in translator whose searches take ``seconds``; it records each search's size, start
+    and end (monotonic seconds)."""
 
+    def __init__(self, seconds: float):
+        self.seconds, self.sizes, self.starts, self.ends = seconds, [], [], []
+
+    def hypotheses(self, lines, **options):
+        from types import SimpleNamespace
+
+        self.sizes.append(len(lines))
+        self.starts.append(time.monotonic())
+        time.sleep(self.seconds)
+        self.ends.append(time.monotonic())
+        return [[SimpleNamespace(tokens=[7])] for _ in lines]
+
+
+@contextmanager
+def running_batcher(translator, **limits):
+    """A started :class:`~s2s.serve.batching.Batcher` over ``translator``, with a greedy key and a
+    renderer that returns the line itself; stopped on exit."""
     from s2s.serve import Limits
     from s2s.serve.batching import Batcher, DecodeKey
     from s2s.serve.metrics import Metrics
 
-    searched = []
-
-    class Slow:
-        def hypotheses(self, lines, **options):
-            searched.append(len(lines))
-            time.sleep(0.4)
-            return [[SimpleNamespace(tokens=[7])] for _ in lines]
-
-    batcher = Batcher("m", Slow(), Limits(max_wait_ms=150, max_batch=4), Metrics())
+    batcher = Batcher("m", translator, Limits(**limits), Metrics())
     batcher.start()
-    key, render = DecodeKey(beam=1, n_best=1, max_len=0), (lambda line, hyps: line)
     try:
+        yield batcher, DecodeKey(beam=1, n_best=1, max_len=0), (lambda line, hyps: line)
+    finally:
+        batcher.stop(timeout=5)
+
+
+def test_requests_that_came_during_a_search_wait_for_the_answered_clients():
+    """Under steady load the clients answered by one search send again a few milliseconds after it
+    ends; the requests that queued during that search must wait for them (``max_wait_ms`` from the
+    search's end), not go alone because their own arrival is long past: two half batches merge."""
+    slow = SlowSearch(0.4)
+    with running_batcher(slow, max_wait_ms=150, max_batch=4) as (batcher, key, render):
         first = [batcher.submit([f"a{i}"], [1], key, render) for i in range(2)]
         time.sleep(0.25)  # the first search starts after 150 ms and lasts 400
         during = batcher.submit(["b"], [1], key, render)  # queued during the first search
@@ -259,37 +269,18 @@ def test_requests_that_came_during_a_search_wait_for_the_answered_clients():
             again = pool.submit(client_again).result(timeout=5)
         assert during.future.result(timeout=5) == ["b"] and again.future.result(timeout=5) == ["c"]
         assert [f.future.result(timeout=5) for f in first] == [["a0"], ["a1"]]
-        assert searched == [2, 2]  # counted from its arrival, "b" would have been searched alone
-    finally:
-        batcher.stop(timeout=5)
+        assert slow.sizes == [2, 2]  # counted from its arrival, "b" would have been searched alone
 
 
 def test_the_wait_ends_when_the_answered_clients_are_back():
     """After a search, the next one waits for the clients it answered (at most ``max_wait_ms``),
     but no longer than it takes them to send again: once as many requests arrived as the search
     answered, it starts, far before the deadline and without a full batch."""
-    from types import SimpleNamespace
-
-    from s2s.serve import Limits
-    from s2s.serve.batching import Batcher, DecodeKey
-    from s2s.serve.metrics import Metrics
-
-    searched, ended = [], []
-
-    class Slow:
-        def hypotheses(self, lines, **options):
-            searched.append((len(lines), time.monotonic()))
-            time.sleep(0.3)
-            ended.append(time.monotonic())
-            return [[SimpleNamespace(tokens=[7])] for _ in lines]
-
-    batcher = Batcher("m", Slow(), Limits(max_wait_ms=1500, max_batch=16), Metrics())
-    batcher.start()
-    key, render = DecodeKey(beam=1, n_best=1, max_len=0), (lambda line, hyps: line)
-    try:
+    slow = SlowSearch(0.3)
+    with running_batcher(slow, max_wait_ms=1500, max_batch=16) as (batcher, key, render):
         first = [batcher.submit([f"a{i}"], [1], key, render) for i in range(2)]
         deadline = time.monotonic() + 5
-        while not searched and time.monotonic() < deadline:  # the first search waits its 1.5 s
+        while not slow.starts and time.monotonic() < deadline:  # the first search waits its 1.5 s
             time.sleep(0.01)
         during = batcher.submit(["b"], [1], key, render)  # queued during the first search
 
@@ -302,10 +293,8 @@ def test_the_wait_ends_when_the_answered_clients_are_back():
             again = [f.result(timeout=5) for f in [pool.submit(client_again, job, i) for i, job in enumerate(first)]]
         assert during.future.result(timeout=5) == ["b"]
         assert [job.future.result(timeout=5) for job in again] == [["c0"], ["c1"]]
-        assert [n for n, _ in searched] == [2, 3]
-        assert searched[1][1] - ended[0] < 0.5  # well before the 1.5 s wait from the first search's end
-    finally:
-        batcher.stop(timeout=5)
+        assert slow.sizes == [2, 3]
+        assert slow.starts[1] - slow.ends[0] < 0.5  # well before the 1.5 s wait from the first search's end
 
 
 # --------------------------------------------------------------------------- bad requests
