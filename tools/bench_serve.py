@@ -67,12 +67,14 @@ def percentile(values: list[float], q: float) -> float:
 
 # --------------------------------------------------------------------------- the runtime alone
 def time_runtime(bundle: str, lines: list[str], beam: int, threads: int, seconds: float,
-                 limit: int, search: str = "python") -> tuple[dict, dict]:
+                 limit: int, search: str = "python", tune_allocator: bool = True) -> tuple[dict, dict]:
     """Offline batch-32 throughput and single-sentence p50 latency of the runtime in this process, on
-    the bundle's default variant (the one `s2s serve` loads)."""
+    the bundle's default variant (the one `s2s serve` loads), with the allocator as the servers
+    have it."""
     from s2s.runtime import Translator
 
-    translator = Translator.load(bundle, None, providers=None, threads=threads, tune_allocator=False, search=search)
+    translator = Translator.load(bundle, None, providers=None, threads=threads, tune_allocator=tune_allocator,
+                                 search=search)
     translator.translate(lines[:32], beam=beam, batch_size=32)  # warm-up
     done, tokens, start = 0, 0, time.perf_counter()
     while done < limit and time.perf_counter() - start < seconds:
@@ -221,9 +223,14 @@ BAD_BODIES = {
 }
 
 
+def server_flags(args) -> list[str]:
+    """The flags both servers (and the soak's) get from this tool's own."""
+    allocator = "--tune-allocator" if args.tune_allocator else "--no-tune-allocator"
+    return ["--search", args.search, allocator, *args.serve_args]
+
+
 def soak(args, lines: list[str]) -> dict:
-    server = Server(args.bundle, args.threads, True,
-                    ["--search", args.search, "--max-beam", "16", "--max-chars", "4000"])
+    server = Server(args.bundle, args.threads, True, [*server_flags(args), "--max-beam", "16", "--max-chars", "4000"])
     good, bad, rng_lock, rng = sentences(lines, args.beam), list(BAD_BODIES.items()), threading.Lock(), random.Random(0)
     counts = {"good": 0, "good_failed": 0, "bad": 0, "bad_not_4xx": 0}
     lock, failures = threading.Lock(), []
@@ -298,6 +305,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--soak", type=float, metavar="SECONDS", help="run the soak test (only) for SECONDS")
     parser.add_argument("--search", choices=["python", "auto"], default="python",
                         help="s2s serve --search, and the search the offline runtime runs (default: python)")
+    parser.add_argument("--tune-allocator", action=argparse.BooleanOptionalAction, default=True,
+                        help="s2s serve --[no-]tune-allocator, and the same for the offline runtime (default: on, "
+                             "as s2s serve)")
     parser.add_argument("--serve-arg", dest="serve_args", action="append", default=[], metavar="ARG",
                         help="one more flag for both servers, e.g. --serve-arg=--max-wait-ms=10 (repeatable)")
     parser.add_argument("--json", help="write the results here")
@@ -314,7 +324,7 @@ def main() -> int:
     args.beam = args.beam or bundle.decode.beam
     lines = read_source(args.source)
     meta = {"bundle": args.bundle, "source": args.source, "beam": args.beam, "threads": args.threads,
-            "search": args.search, "seconds": args.seconds, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
+            "search": args.search, "tune_allocator": args.tune_allocator, "seconds": args.seconds, "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
     if args.soak:
         report = {"meta": meta, "soak": soak(args, lines)}
         print(json.dumps(report["soak"], indent=2))
@@ -345,10 +355,10 @@ def throughput(args, bundle, lines: list[str], meta: dict) -> dict:
 
     target_vocab = spm.SentencePieceProcessor(model_file=str(bundle.vocab_files()[1]))
     offline, direct = time_runtime(args.bundle, lines, args.beam, args.threads, args.seconds, args.offline_lines,
-                                   args.search)
+                                   args.search, args.tune_allocator)
     rows = []
     for batching in (True, False):
-        server = Server(args.bundle, args.threads, batching, ["--search", args.search, *args.serve_args])
+        server = Server(args.bundle, args.threads, batching, server_flags(args))
         try:
             load_row(server.port, 1, min(args.seconds, 1.0) / 4, lines, args.beam, target_vocab)  # warm-up
             for clients in args.clients:

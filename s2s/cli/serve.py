@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 BATCHING_FLAGS = ("max_batch", "max_batch_tokens", "max_wait_ms", "max_queue", "batching")
@@ -23,8 +24,10 @@ def add_parser(sub) -> None:
                    help="where beam search and greedy run: in Python over the step graph (default), or auto: "
                         "inside each bundle's search.onnx in one onnxruntime call where it has one (s2s export "
                         "--search), requests for attention or alignment still in Python")
-    p.add_argument("--tune-allocator", action="store_true",
-                   help="let the runtime tune glibc's allocator for the whole process (keep freed pages, huge pages)")
+    p.add_argument("--tune-allocator", action=argparse.BooleanOptionalAction, default=True,
+                   help="let the runtime tune glibc's allocator for the server's process, as s2s translate does: "
+                        "glibc keeps freed pages, so the caches a batched search reorders at every step are not "
+                        "faulted in again, and the weights sit on 2 MiB pages (default: on)")
     p.add_argument("--http", default="auto", choices=["auto", "httptools", "h11"],
                    help="uvicorn's HTTP parser (default: httptools where installed, else h11, pure Python)")
     p.add_argument("--loop", default="auto", choices=["auto", "uvloop", "asyncio"],

@@ -499,7 +499,25 @@ def test_bench_serve_runs_and_writes_its_rows(bundle, multi30k_slice, tmp_path):
         assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
     assert report["offline"]["sentences_per_s"] > 0 and report["direct"]["p50_ms"] > 0
     assert set(report["ratios"]) == {"batching_speedup", "served_vs_offline", "latency_vs_direct"}
-    assert report["meta"]["search"] == "auto"
+    assert report["meta"]["search"] == "auto" and report["meta"]["tune_allocator"] is True
+
+
+@pytest.mark.parametrize("flags, tuned", [([], True), (["--no-tune-allocator"], False), (["--tune-allocator"], True)])
+def test_s2s_serve_tunes_the_allocator_of_its_own_process_unless_told_not(monkeypatch, flags, tuned):
+    """``s2s serve`` owns its process, as ``s2s translate`` does: it keeps freed pages (the batched
+    search's reordered caches) unless ``--no-tune-allocator``; ``serve()`` called from a host app
+    does not unless asked."""
+    import inspect
+
+    from s2s.cli.main import build_parser
+    from s2s.serve import server
+
+    assert inspect.signature(server.serve).parameters["tune_allocator"].default is False
+    seen = {}
+    monkeypatch.setattr(server, "serve", lambda *a, **k: seen.update(args=a) or 0)
+    args = build_parser().parse_args(["serve", "some/bundle", *flags])
+    assert args.run(args) == 0
+    assert seen["args"][6] is tuned
 
 
 def test_bench_serve_ratios_take_the_latency_goal_from_one_client_only():
