@@ -43,6 +43,34 @@ def test_translations_equal_the_python_runtime(node, search_bundle, python_trans
     assert not differ, f"{len(differ)} of {len(lines)} lines differ:\n" + "\n".join(differ)
 
 
+@pytest.mark.parametrize("args, options", [
+    (["--beam", "1"], {"beam": 1}),
+    (["--max-len", "4", "--length-penalty", "0"], {"max_len": 4, "length_penalty": 0.0}),
+])
+def test_decoding_settings_given_as_flags_are_the_python_runtimes(node, search_bundle, python_translator,
+                                                                 flickr_lines, args, options):
+    """The graph's settings are inputs with the bundle's defaults, which onnxruntime-node will not
+    feed: the client takes the defaults out of the graph (exported/clients/settings.mjs) and feeds
+    each setting, a flag's value or bundle.json's."""
+    lines = flickr_lines[:30]
+    done = run_client(node, search_bundle, lines, *args)
+    assert done.returncode == 0, done.stderr
+    got = done.stdout.split("\n")[:-1]
+    assert got == python_translator.translate(lines, **options)
+    assert got != python_translator.translate(lines)  # the flags changed the translations
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beam", "two"], 'setting beam: expected a number, got "two"'),
+    (["--max-len", "2.5"], 'setting max_len: expected an integer, got "2.5"'),
+    (["--colour", "red"], "Unknown option '--colour'"),
+])
+def test_a_bad_setting_is_refused_with_its_name(node, search_bundle, args, message):
+    done = run_client(node, search_bundle, ["A man."], *args)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert done.stdout == ""
+
+
 def test_a_bundle_without_a_search_graph_is_refused(node, tmp_path):
     meta = json.loads((ROOT / "exported" / "multi30k-en-de" / "bundle.json").read_text(encoding="utf-8"))
     for files in meta["graphs"]["variants"].values():

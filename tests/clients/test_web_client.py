@@ -79,17 +79,47 @@ def browser_page(need, tmp_path):
             context.close()
 
 
-def test_page_translates_as_the_python_runtime(browser_page, page_url, python_translator):
-    page, errors = browser_page
-    page.goto(page_url)
-    status = page.locator("#status")
+def load_page(page, url, errors) -> None:
+    page.goto(url)
     page.wait_for_function("!document.getElementById('status').textContent.startsWith('Loading')", timeout=WAIT_MS)
-    assert status.text_content().startswith("Ready"), (status.text_content(), errors)
-    page.fill("#source", SENTENCE)
+    status = page.text_content("#status")
+    assert status.startswith("Ready"), (status, errors)
+
+
+def translate_on_page(page, errors, text: str) -> str:
+    page.fill("#source", text)
     page.click("#translate")
     page.wait_for_function("/^(Done|Error)/.test(document.getElementById('status').textContent)", timeout=WAIT_MS)
-    assert status.text_content().startswith("Done"), (status.text_content(), errors)
+    status = page.text_content("#status")
+    assert status.startswith("Done"), (status, errors)
+    return page.text_content("#translation")
+
+
+def test_page_translates_as_the_python_runtime(browser_page, page_url, python_translator):
+    page, errors = browser_page
+    load_page(page, page_url, errors)
+    assert page.input_value("#beam") == str(python_translator.options.beam)  # bundle.json's decode
+    got = translate_on_page(page, errors, SENTENCE)
     if os.environ.get("S2S_SCREENSHOT"):
         page.screenshot(path=os.environ["S2S_SCREENSHOT"])
-    assert page.text_content("#translation") == python_translator.translate([SENTENCE])[0]
+    assert got == python_translator.translate([SENTENCE])[0]
+    assert not errors, errors
+
+
+def test_the_beam_set_on_the_page_is_the_one_searched(browser_page, page_url, python_translator):
+    """The page feeds the search graph's settings itself (onnxruntime-web will not override a
+    graph input's default): beam 1 gives the Python runtime's greedy translation, then the
+    bundle's beam its beam search's again, in one page."""
+    page, errors = browser_page
+    load_page(page, page_url, errors)
+    greedy, beam = python_translator.translate([SENTENCE], beam=1)[0], python_translator.translate([SENTENCE])[0]
+    assert greedy != beam  # the sentence tells the two apart
+    page.fill("#beam", "1")
+    assert translate_on_page(page, errors, SENTENCE) == greedy
+    page.fill("#beam", str(python_translator.options.beam))
+    assert translate_on_page(page, errors, SENTENCE) == beam
+    page.fill("#beam", "")  # a cleared field: the page says which setting is wrong
+    page.click("#translate")
+    page.wait_for_function("/^(Done|Error)/.test(document.getElementById('status').textContent)", timeout=WAIT_MS)
+    assert page.text_content("#status") == 'Error: setting beam: expected a number, got ""'
     assert not errors, errors

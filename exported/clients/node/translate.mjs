@@ -1,9 +1,8 @@
 #!/usr/bin/env node
 // Translate stdin, one line at a time, with an s2s bundle folder and nothing else:
-//   node translate.mjs BUNDLE_DIR [--variant NAME] < input.txt > output.txt
-// The bundle's search graph (encoder + beam search in one ONNX graph) does all the decoding, with
-// the decoding settings it was written with (bundle.json's decode): onnxruntime-node feeds only a
-// graph's true inputs, not the overridable initializers that hold those settings.
+//   node translate.mjs BUNDLE_DIR [--variant NAME] [--beam N] [--length-penalty X] ... < input.txt
+// The bundle's search graph (encoder + beam search in one ONNX graph) does all the decoding.
+// Decoding settings not given keep bundle.json's decode (settings.mjs).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,13 +10,25 @@ import * as ort from 'onnxruntime-node';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
 import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
 import { bestOfBatch } from '../search.mjs';
+import { settingFeeds, withSettingsAsInputs } from '../settings.mjs';
 
-const { positionals, values: args } = parseArgs({
-  allowPositionals: true,
-  options: { variant: { type: 'string' } },
-});
+// the search graph's settings, as flags: --beam, --length-penalty, --max-len-ratio, ...
+const SETTINGS = ['beam', 'length_penalty', 'max_len_ratio', 'max_len_offset', 'min_len', 'max_len',
+  'no_repeat_ngram', 'coverage_penalty'];
+const flag = (name) => name.replaceAll('_', '-');
+let positionals, args;
+try {
+  ({ positionals, values: args } = parseArgs({
+    allowPositionals: true,
+    options: Object.fromEntries([['variant', { type: 'string' }], ...SETTINGS.map((n) => [flag(n), { type: 'string' }])]),
+  }));
+} catch (error) {
+  console.error(error.message);
+  positionals = [];
+}
 if (positionals.length !== 1) {
-  console.error('usage: node translate.mjs BUNDLE_DIR [--variant NAME] < input.txt');
+  console.error(`usage: node translate.mjs BUNDLE_DIR [--variant NAME] ${SETTINGS.map((n) => `[--${flag(n)} V]`).join(' ')}`
+    + ' < input.txt');
   process.exit(2);
 }
 const dir = positionals[0];
@@ -32,9 +43,24 @@ if (!variants[variant]?.search) {
   console.error(`${dir}: no search graph for variant ${variant} (variants: ${Object.keys(variants).join(', ')})`);
   process.exit(1);
 }
-// From a file path, onnxruntime-node finds the variant's external weights file beside the graph.
-// (Log level 3: the graph's overridable search options draw a warning at every load.)
-const session = await ort.InferenceSession.create(join(dir, variants[variant].search), { logSeverityLevel: 3 });
+// The graph's bytes with its settings as inputs, and the external weights file it reads.
+const { bytes, settings } = withSettingsAsInputs(readFileSync(join(dir, variants[variant].search)));
+const weights = variants[variant].weights;
+const session = await ort.InferenceSession.create(bytes, {
+  logSeverityLevel: 3, // onnxruntime's optimizer warns about names in the graph's loop at every load
+  externalData: weights ? [{ path: weights, data: readFileSync(join(dir, weights)) }] : undefined,
+});
+let feeds;
+try {
+  const chosen = Object.fromEntries(SETTINGS.filter((n) => args[flag(n)] !== undefined).map((n) => [n, args[flag(n)]]));
+  for (const name of Object.keys(chosen)) {
+    if (!(name in settings)) throw new Error(`--${flag(name)}: not a setting of this search graph`);
+  }
+  feeds = settingFeeds(ort, settings, bundle.decode, chosen);
+} catch (error) {
+  console.error(error.message);
+  process.exit(2);
+}
 
 // Sentencepiece models: the source one splits the input, the target one spells the output.
 async function pieces(file) {
@@ -68,7 +94,7 @@ todo.sort((a, b) => ids[b].length - ids[a].length);
 const output = lines.map(() => '');
 for (let start = 0; start < todo.length; start += batchSize) {
   const chunk = todo.slice(start, start + batchSize);
-  const best = await bestOfBatch(ort, session, chunk.map((i) => ids[i]), bundle.special_ids);
+  const best = await bestOfBatch(ort, session, chunk.map((i) => ids[i]), bundle.special_ids, feeds);
   chunk.forEach((i, k) => (output[i] = detokenize(best[k], ids[i])));
 }
 process.stdout.write(output.map((line) => line + '\n').join(''));

@@ -5,6 +5,7 @@ import * as ort from 'onnxruntime-web';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
 import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
 import { bestOfBatch } from '../search.mjs';
+import { settingFeeds, withSettingsAsInputs } from '../settings.mjs';
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => ($('status').textContent = text);
@@ -38,24 +39,27 @@ async function load() {
   const variant = 'fp32' in variants ? 'fp32' : Object.keys(variants)[0];
   const graphs = variants[variant];
   if (!graphs.search) throw new Error(`${bundleUrl}: no search graph in variant ${variant}`);
-  const session = await ort.InferenceSession.create(file(graphs.search), {
+  // the graph with its decoding settings as inputs (settings.mjs): the page sets the beam
+  const { bytes, settings } = withSettingsAsInputs(await (await fetchOk(file(graphs.search))).arrayBuffer());
+  const session = await ort.InferenceSession.create(bytes, {
     executionProviders: ['wasm'],
-    logSeverityLevel: 3, // the graph's overridable search options draw a warning at every load
+    logSeverityLevel: 3, // onnxruntime's optimizer warns about names in the graph's loop at every load
     // the graph's tensors live in one external-data file beside it
     externalData: graphs.weights ? [{ path: graphs.weights, data: file(graphs.weights) }] : undefined,
   });
+  $('beam').value = bundle.decode.beam;
   const source = await loadPieces(bundle.vocab.source);
   const target = bundle.vocab.target === bundle.vocab.source ? source : await loadPieces(bundle.vocab.target);
   const name = bundleUrl.pathname.split('/').at(-2);
   $('model').textContent = `Model: ${name} (${bundle.model_family}, ${variant})`;
   // ids >= vocab.target_size name copied source pieces (graphs.copy_extends)
   const tables = bundle.graphs.copy_extends ? [source.pieces(), target.pieces()] : null;
-  return { bundle, session, source, target, tables };
+  return { bundle, session, settings, source, target, tables };
 }
 
 // As the Python runtime does: empty lines stay empty, the others go longest first in batches of
 // decode.batch_size, and come back in input order.
-async function translate(model, lines) {
+async function translate(model, lines, chosen) {
   const { batch_size: batchSize, max_src_len: maxSrcLen } = model.bundle.decode;
   const { unk } = model.bundle.special_ids;
   const vocabSize = model.bundle.vocab.target_size;
@@ -68,9 +72,10 @@ async function translate(model, lines) {
   const todo = lines.map((_, i) => i).filter((i) => lines[i].trim() !== '');
   todo.sort((a, b) => ids[b].length - ids[a].length);
   const output = lines.map(() => '');
+  const feeds = settingFeeds(ort, model.settings, model.bundle.decode, chosen);
   for (let start = 0; start < todo.length; start += batchSize) {
     const chunk = todo.slice(start, start + batchSize);
-    const best = await bestOfBatch(ort, model.session, chunk.map((i) => ids[i]), model.bundle.special_ids);
+    const best = await bestOfBatch(ort, model.session, chunk.map((i) => ids[i]), model.bundle.special_ids, feeds);
     chunk.forEach((i, k) => (output[i] = text(best[k], ids[i])));
   }
   return output;
@@ -86,7 +91,8 @@ try {
     status('Translating…');
     try {
       const began = performance.now();
-      $('translation').textContent = (await translate(model, $('source').value.split('\n'))).join('\n');
+      const lines = $('source').value.split('\n');
+      $('translation').textContent = (await translate(model, lines, { beam: $('beam').value })).join('\n');
       status(`Done in ${Math.round(performance.now() - began)} ms.`);
     } catch (error) {
       status(`Error: ${error.message ?? error}`);
