@@ -8,6 +8,7 @@ Every error names the file, and the line where one is at fault.
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -45,3 +46,11 @@ def read_lines(path: str | Path) -> list[str]:
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     return [text for _, text in numbered_lines(path)]
+
+
+def read_texts(path: str | Path, field: str | None = None) -> list[str]:
+    """Lines of a text file, or with ``field`` that field of each JSONL record (newlines as
+    spaces): the sources the check tools translate."""
+    if field is None:
+        return read_lines(path)
+    return [str(json.loads(line)[field]).replace("\n", " ") for line in read_lines(path) if line.strip()]

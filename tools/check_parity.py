@@ -30,18 +30,10 @@ sys.path.insert(0, str(ROOT))
 
 import s2s.models  # noqa: E402,F401
 from s2s.data.batching import pad, with_eos  # noqa: E402
-from s2s.data.corpus import read_lines  # noqa: E402
 from s2s.decoding.translator import Translator as TorchTranslator  # noqa: E402
 from s2s.export.parity import check_steps, float64_errors  # noqa: E402
 from s2s.runtime import Translator  # noqa: E402
-
-
-def read_sources(path: str, field: str | None) -> list[str]:
-    """Lines of a text file, or with ``field`` that field of each JSONL record (newlines as spaces)."""
-    if field is None:
-        return read_lines(path)
-    records = [json.loads(line) for line in read_lines(path) if line.strip()]
-    return [str(record[field]).replace("\n", " ") for record in records]
+from s2s.textio import read_texts  # noqa: E402
 
 
 def main() -> int:
@@ -60,7 +52,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    lines = read_sources(args.source, args.field)[: args.limit or None]
+    lines = read_texts(args.source, args.field)[: args.limit or None]
     ours = TorchTranslator.from_run(args.model)
     theirs = Translator.load(args.bundle, args.variant, ["CPUExecutionProvider"], threads=args.threads,
                              tune_allocator=True)

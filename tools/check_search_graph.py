@@ -23,14 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from s2s.runtime.translator import Translator  # noqa: E402
-from s2s.textio import read_lines  # noqa: E402
-
-
-def read_sources(path: str, field: str | None) -> list[str]:
-    """Lines of a text file, or with ``field`` that field of each JSONL record (newlines as spaces)."""
-    if field is None:
-        return read_lines(path)
-    return [str(json.loads(line)[field]).replace("\n", " ") for line in read_lines(path) if line.strip()]
+from s2s.textio import read_texts  # noqa: E402
 
 
 def main() -> int:
@@ -44,7 +37,7 @@ def main() -> int:
     parser.add_argument("--json", help="write the result here")
     args = parser.parse_args()
 
-    lines = read_sources(args.source, args.field)
+    lines = read_texts(args.source, args.field)
     python = Translator.load(args.bundle, args.variant, threads=args.threads)
     graph = Translator.load(args.bundle, args.variant, threads=args.threads, search="graph")
     rows = []

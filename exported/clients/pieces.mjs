@@ -3,48 +3,16 @@
 // source id of the line, in order of first occurrence, whose piece the target vocabulary lacks.
 // Spelling it needs each model's id -> piece table, which the sentencepiece port does not
 // expose, so it is read here from the .model file (a ModelProto: field 1 holds the pieces).
+import { fields } from './protobuf.mjs';
 
-// The pieces of a sentencepiece .model file (bytes), by id.
+// The pieces of a sentencepiece .model file (bytes), by id: each field 1 of the ModelProto is a
+// SentencePiece message, whose own field 1 is the piece.
 export function modelPieces(bytes) {
-  const pieces = [];
   const text = new TextDecoder();
-  let at = 0;
-  const varint = () => {
-    let value = 0;
-    for (let shift = 0; ; shift += 7) {
-      const byte = bytes[at++];
-      value += (byte & 0x7f) * 2 ** shift;
-      if (byte < 0x80) return value;
-    }
-  };
-  const skip = (wire) => {
-    if (wire === 0) varint();
-    else if (wire === 1) at += 8;
-    else if (wire === 2) {
-      const size = varint();
-      at += size;
-    }
-    else if (wire === 5) at += 4;
-    else throw new Error(`sentencepiece model: unexpected protobuf wire type ${wire}`);
-  };
-  while (at < bytes.length) {
-    const key = varint();
-    if (key >> 3 === 1 && (key & 7) === 2) { // a SentencePiece message: its field 1 is the piece
-      const size = varint(); // read before `at`: the length's own bytes come first
-      const end = at + size;
-      let piece = '';
-      while (at < end) {
-        const inner = varint();
-        if (inner >> 3 === 1 && (inner & 7) === 2) {
-          const length = varint();
-          piece = text.decode(bytes.subarray(at, at + length));
-          at += length;
-        } else skip(inner & 7);
-      }
-      pieces.push(piece);
-    } else skip(key & 7);
-  }
-  return pieces;
+  return [...fields(bytes)].filter((f) => f.field === 1 && f.wire === 2).map((f) => {
+    const piece = [...fields(f.body)].find((g) => g.field === 1 && g.wire === 2);
+    return piece ? text.decode(piece.body) : '';
+  });
 }
 
 // (source ids of a line, sentencepiece pieces of the source and target models, unk id) ->
@@ -70,4 +38,16 @@ export function copiedText(ids, vocabSize, copied, sourcePieces, targetPieces) {
     return j < copied.length ? sourcePieces[copied[j]] : ' \u2047 ';
   });
   return pieces.join('').replaceAll('\u2581', ' ').replace(/^ /, '');
+}
+
+// (bundle.json, the target sentencepiece processor, [source pieces, target pieces] or null) ->
+// spell(ids, srcIds): target ids as text, extended ids (graphs.copy_extends) with their pieces.
+export function speller(bundle, target, tables) {
+  const vocabSize = bundle.vocab.target_size;
+  return (ids, srcIds) => {
+    if (!tables || ids.every((id) => id < vocabSize)) return target.decodeIds(ids);
+    const [sourcePieces, targetPieces] = tables;
+    const copied = copiedIds(srcIds, sourcePieces, targetPieces, bundle.special_ids.unk);
+    return copiedText(ids, vocabSize, copied, sourcePieces, targetPieces);
+  };
 }

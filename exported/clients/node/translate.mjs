@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
-import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
-import { bestOfBatch } from '../search.mjs';
+import { modelPieces, speller } from '../pieces.mjs';
+import { translateLines } from '../search.mjs';
 import { settingFeeds, withSettingsAsInputs } from '../settings.mjs';
 
 // the search graph's settings, as flags: --beam, --length-penalty, --max-len-ratio, ...
@@ -33,8 +33,6 @@ if (positionals.length !== 1) {
 }
 const dir = positionals[0];
 const bundle = JSON.parse(readFileSync(join(dir, 'bundle.json'), 'utf8'));
-const { unk } = bundle.special_ids;
-const { batch_size: batchSize, max_src_len: maxSrcLen } = bundle.decode;
 
 // Graphs: fp32 when the bundle has them, else its first variant.
 const variants = bundle.graphs.variants;
@@ -70,31 +68,13 @@ async function pieces(file) {
 }
 const source = await pieces(bundle.vocab.source);
 const target = bundle.vocab.target === bundle.vocab.source ? source : await pieces(bundle.vocab.target);
-const vocabSize = bundle.vocab.target_size;
-// Ids >= vocabSize name copied source pieces (graphs.copy_extends): spelled from the models' pieces.
+// Ids >= vocab.target_size name copied source pieces (graphs.copy_extends): spelled from the models' pieces.
 const tables = bundle.graphs.copy_extends
   ? [bundle.vocab.source, bundle.vocab.target].map((file) => modelPieces(readFileSync(join(dir, file))))
   : null;
-function detokenize(ids, srcIds) {
-  if (!tables || ids.every((id) => id < vocabSize)) return target.decodeIds(ids);
-  const [sourcePieces, targetPieces] = tables;
-  return copiedText(ids, vocabSize, copiedIds(srcIds, sourcePieces, targetPieces, unk), sourcePieces, targetPieces);
-}
 
-// Like the Python runtime: empty lines stay empty; the others go longest first (ties in input
-// order) in batches of decode.batch_size; the output keeps the input's order.
 const lines = readFileSync(0, 'utf8').split(/\r?\n/);
 if (lines.at(-1) === '') lines.pop();
-const ids = lines.map((line) => {
-  const pieceIds = source.encodeIds(line);
-  return maxSrcLen > 0 ? pieceIds.slice(0, maxSrcLen) : pieceIds;
-});
-const todo = lines.map((_, i) => i).filter((i) => lines[i].trim() !== '');
-todo.sort((a, b) => ids[b].length - ids[a].length);
-const output = lines.map(() => '');
-for (let start = 0; start < todo.length; start += batchSize) {
-  const chunk = todo.slice(start, start + batchSize);
-  const best = await bestOfBatch(ort, session, chunk.map((i) => ids[i]), bundle.special_ids, feeds);
-  chunk.forEach((i, k) => (output[i] = detokenize(best[k], ids[i])));
-}
+const output = await translateLines(ort, session, bundle, lines, (line) => source.encodeIds(line),
+  speller(bundle, target, tables), feeds);
 process.stdout.write(output.map((line) => line + '\n').join(''));

@@ -3,8 +3,8 @@
 // ?bundle=URL names the bundle folder, relative to this page.
 import * as ort from 'onnxruntime-web';
 import { SentencePieceProcessor } from '@sctg/sentencepiece-js';
-import { copiedIds, copiedText, modelPieces } from '../pieces.mjs';
-import { bestOfBatch } from '../search.mjs';
+import { modelPieces, speller } from '../pieces.mjs';
+import { translateLines } from '../search.mjs';
 import { settingFeeds, withSettingsAsInputs } from '../settings.mjs';
 
 const $ = (id) => document.getElementById(id);
@@ -57,28 +57,10 @@ async function load() {
   return { bundle, session, settings, source, target, tables };
 }
 
-// As the Python runtime does: empty lines stay empty, the others go longest first in batches of
-// decode.batch_size, and come back in input order.
 async function translate(model, lines, chosen) {
-  const { batch_size: batchSize, max_src_len: maxSrcLen } = model.bundle.decode;
-  const { unk } = model.bundle.special_ids;
-  const vocabSize = model.bundle.vocab.target_size;
-  const text = (out, srcIds) => {
-    if (!model.tables || out.every((id) => id < vocabSize)) return model.target.decodeIds(out);
-    const [sourcePieces, targetPieces] = model.tables;
-    return copiedText(out, vocabSize, copiedIds(srcIds, sourcePieces, targetPieces, unk), sourcePieces, targetPieces);
-  };
-  const ids = lines.map((line) => model.source.encodeIds(line).slice(0, maxSrcLen > 0 ? maxSrcLen : undefined));
-  const todo = lines.map((_, i) => i).filter((i) => lines[i].trim() !== '');
-  todo.sort((a, b) => ids[b].length - ids[a].length);
-  const output = lines.map(() => '');
   const feeds = settingFeeds(ort, model.settings, model.bundle.decode, chosen);
-  for (let start = 0; start < todo.length; start += batchSize) {
-    const chunk = todo.slice(start, start + batchSize);
-    const best = await bestOfBatch(ort, model.session, chunk.map((i) => ids[i]), model.bundle.special_ids, feeds);
-    chunk.forEach((i, k) => (output[i] = text(best[k], ids[i])));
-  }
-  return output;
+  return translateLines(ort, model.session, model.bundle, lines, (line) => model.source.encodeIds(line),
+    speller(model.bundle, model.target, model.tables), feeds);
 }
 
 try {
